@@ -1,0 +1,239 @@
+"""The typed configuration: one pydantic model for every business rule and setting."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Segment = Literal["individual", "family", "enterprise", "government"]
+ValueTier = Literal["diamond", "gold", "silver", "basic"]
+CreditGrade = Literal["A", "B", "C", "D", "E"]
+Channel = Literal["account_manager", "outbound_call", "sms", "app", "email"]
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulatorConfig(Section):
+    customers: int = Field(5_000, ge=10)
+    months: int = Field(12, ge=1, le=120)
+    start_date: date = date(2025, 1, 1)
+    file_format: Literal["parquet", "csv"] = "parquet"
+    defect_rate: float = Field(0.0, ge=0.0, le=0.5)
+    monthly_churn_target: float = Field(0.02, gt=0.0, lt=0.2)
+    serious_arrears_target: float = Field(0.04, gt=0.0, lt=0.3)
+    segment_mix: dict[Segment, float] = {
+        "individual": 0.62,
+        "family": 0.25,
+        "enterprise": 0.10,
+        "government": 0.03,
+    }
+    postpaid_share: float = Field(0.6, ge=0.0, le=1.0)
+    drift_month: int | None = Field(
+        None, description="Month index (1-based) from which a competitor launch raises churn."
+    )
+    drift_strength: float = Field(1.8, ge=1.0, le=10.0)
+
+
+class IngestConfig(Section):
+    source: Path | None = Field(None, description="Landing folder; default <home>/landing.")
+    max_quarantine_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="A file with more bad rows than this is rejected whole."
+    )
+
+
+class TierCutoffs(Section):
+    """Monthly spend (currency units, average over the window) at or above which a tier applies."""
+
+    diamond: float = 120.0
+    gold: float = 70.0
+    silver: float = 35.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierCutoffs:
+        if not (self.diamond > self.gold > self.silver >= 0):
+            raise ValueError("tier cut-offs must satisfy diamond > gold > silver >= 0")
+        return self
+
+
+class LifecycleRules(Section):
+    development_max_tenure_days: int = 90
+    growth_max_tenure_days: int = 365
+    growth_min_spend_trend: float = Field(
+        0.05, description="Spend trend (last 30d vs prior 60d, relative) above which 'growth'."
+    )
+    decline_max_spend_trend: float = Field(
+        -0.15, description="Spend or usage trend below which a customer is in 'decline'."
+    )
+
+
+class FeaturesConfig(Section):
+    windows_days: list[int] = [7, 30, 90, 180]
+    horizons_days: list[int] = [30, 90]
+    history_months: int = Field(6, ge=1, le=60)
+    serious_arrears_days: int = Field(60, ge=1)
+    tier_window_days: int = Field(90, ge=30)
+    tiers: TierCutoffs = TierCutoffs()
+    lifecycle: LifecycleRules = LifecycleRules()
+
+
+class SearchSpace(Section):
+    num_leaves: tuple[int, int] = (15, 127)
+    learning_rate: tuple[float, float] = (0.02, 0.2)
+    min_child_samples: tuple[int, int] = (20, 200)
+    feature_fraction: tuple[float, float] = (0.5, 1.0)
+    bagging_fraction: tuple[float, float] = (0.5, 1.0)
+    lambda_l2: tuple[float, float] = (1e-3, 10.0)
+
+
+class EmpcConfig(Section):
+    clv: float = 200.0
+    incentive_cost: float = 10.0
+    contact_cost: float = 1.0
+    alpha: float = 6.0
+    beta: float = 14.0
+
+
+class PromotionConfig(Section):
+    primary_metric: Literal["pr_auc", "roc_auc", "empc"] = "pr_auc"
+    margin: float = Field(0.0, ge=0.0, description="Challenger must beat champion by this much.")
+    brier_tolerance: float = Field(0.005, ge=0.0)
+
+
+class ModelsConfig(Section):
+    horizon_days: int = 90
+    trials: int = Field(20, ge=1)
+    timeout_seconds: int | None = None
+    num_boost_round: int = Field(1000, ge=10)
+    early_stopping_rounds: int = Field(50, ge=5)
+    search_space: SearchSpace = SearchSpace()
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    empc: EmpcConfig = EmpcConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    reason_codes: int = Field(3, ge=1, le=10)
+
+
+class CreditLimitRule(Section):
+    """Credit limit = multiple of average monthly spend, by grade, capped."""
+
+    spend_multiple: dict[CreditGrade, float] = {"A": 3.0, "B": 2.0, "C": 1.5, "D": 1.0, "E": 0.0}
+    floor: float = 0.0
+    cap: float = 2000.0
+
+
+class ScoringConfig(Section):
+    # PD upper bounds for grades A..D; anything above the last bound is E.
+    credit_grade_cutoffs: list[float] = [0.02, 0.05, 0.10, 0.20]
+    credit_limit: CreditLimitRule = CreditLimitRule()
+
+    @field_validator("credit_grade_cutoffs")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if len(v) != 4 or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("credit_grade_cutoffs needs 4 increasing PD bounds (A..D)")
+        return v
+
+
+class Offer(Section):
+    name: str
+    cost: float = Field(ge=0.0)
+    accept_rate: float = Field(gt=0.0, le=1.0)
+    segments: list[Segment] = ["individual", "family", "enterprise", "government"]
+    tiers: list[ValueTier] = ["diamond", "gold", "silver", "basic"]
+    credit_grades: list[CreditGrade] = ["A", "B", "C", "D", "E"]
+    reasons: list[str] = []
+    device_subsidy: bool = False
+    extends_credit: bool = False
+
+
+class ChannelConfig(Section):
+    cost: float = Field(ge=0.0)
+    capacity: int = Field(ge=0)
+
+
+class ContactPolicy(Section):
+    cooldown_days: int = Field(30, ge=0)
+    max_contacts: int = Field(2, ge=0)
+    period_days: int = Field(90, ge=1)
+
+
+class RetentionConfig(Section):
+    value_horizon_months: int = Field(12, ge=1)
+    budget: float = Field(20_000.0, ge=0.0)
+    control_share: float = Field(0.10, ge=0.0, lt=1.0)
+    min_expected_value: float = 0.0
+    contact_within_days: int = Field(14, ge=1)
+    weak_grades: list[CreditGrade] = ["D", "E"]
+    collections_max_tier: ValueTier = "silver"
+    offers: list[Offer] = []
+    channels: dict[Channel, ChannelConfig] = {}
+    contact_policy: ContactPolicy = ContactPolicy()
+    mask_keys: bool = True
+
+
+class DriftGate(Section):
+    drifted_share_warn: float = 0.2
+    drifted_share_retrain: float = 0.4
+    prediction_drift_retrain: float = Field(
+        0.1, description="Wasserstein distance (normed) of scores above which retrain."
+    )
+    auc_drop_retrain: float = 0.05
+
+
+class MonitoringConfig(Section):
+    gate: DriftGate = DriftGate()
+    max_reference_rows: int = 20_000
+
+
+class Schedules(Section):
+    ingest: str = "0 2 * * *"
+    cycle: str = "0 4 1 * *"
+    evaluate: str = "0 6 15 * *"
+
+
+class OrchestrationConfig(Section):
+    schedules: Schedules = Schedules()
+    lock_timeout_seconds: int = 0
+
+
+class TrackingConfig(Section):
+    tracking_uri: str | None = Field(None, description="Default: sqlite under <home>/mlflow.")
+    experiment: str = "churn-retention"
+
+
+class SecurityConfig(Section):
+    mask_salt: str | None = Field(
+        None, description="Salt for masked customer keys; set CHURN_SECURITY__MASK_SALT."
+    )
+
+
+class ExecutorConfig(Section):
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = Field(None, description="Dask scheduler; None starts a LocalCluster.")
+    workers: int = Field(2, ge=1)
+    partitions: int = Field(4, ge=1)
+
+
+class Settings(Section):
+    """The whole resolved configuration."""
+
+    home: Path = Path(".churn")
+    seed: int = 42
+    as_of: date | None = None
+    simulator: SimulatorConfig = SimulatorConfig()
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    models: ModelsConfig = ModelsConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    retention: RetentionConfig = RetentionConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    security: SecurityConfig = SecurityConfig()
+    executor: ExecutorConfig = ExecutorConfig()

@@ -1,0 +1,1 @@
+"""Streamlit retention cockpit and Evidently report rendering (read-only)."""

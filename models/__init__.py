@@ -1,0 +1,1 @@
+"""Pure modelling: LightGBM training, Optuna objective, calibration, metrics, reason codes, promotion rule."""

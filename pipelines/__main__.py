@@ -1,0 +1,5 @@
+"""`python -m pipelines` runs the churn CLI."""
+
+from pipelines.cli import run
+
+run()

@@ -1,0 +1,118 @@
+"""The work directory: where every output lives, atomic file writes and the DuckDB connection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from configs.schema import Settings
+from pipelines.errors import WorkdirError
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Paths of all state under one home folder (default .churn/)."""
+
+    home: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Workdir:
+        return cls(Path(settings.home).expanduser().resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def truth(self) -> Path:
+        return self.home / "truth"
+
+    @property
+    def features(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def lists(self) -> Path:
+        return self.home / "lists"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "cycle.lock"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.home / "audit.log"
+
+    def ensure(self) -> Workdir:
+        """Create the home folder tree; a clear error if it cannot be written."""
+        try:
+            for path in (self.home, self.landing, self.features, self.lists, self.reports):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkdirError(f"cannot create work directory {self.home}: {exc.strerror}") from exc
+        if not os.access(self.home, os.W_OK):
+            raise WorkdirError(f"work directory {self.home} is not writable")
+        return self
+
+    def tracking_uri(self, settings: Settings) -> str:
+        if settings.tracking.tracking_uri:
+            return settings.tracking.tracking_uri
+        self.mlflow.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.mlflow / 'mlflow.db'}"
+
+    def artifact_location(self) -> str:
+        return (self.mlflow / "artifacts").as_uri()
+
+
+def connect(workdir: Workdir, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; read-only connections never block the pipeline's writer for long."""
+    if read_only and not workdir.db_path.exists():
+        raise WorkdirError(f"no warehouse at {workdir.db_path}: run `churn demo` or `churn ingest`")
+    try:
+        return duckdb.connect(str(workdir.db_path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise WorkdirError(f"cannot open warehouse {workdir.db_path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `target`; rename over it only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(target: Path, text: str, mode: int | None = None) -> None:
+    with atomic_path(target, mode) as tmp:
+        tmp.write_text(text, encoding="utf-8")

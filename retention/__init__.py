@@ -1,0 +1,1 @@
+"""Pure retention decision policy: expected value, credit gating, offers, channels, contact policy, control group."""
