@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from configs.schema import Settings
+from pipelines import (
+    cli_dashboard,
+    cli_features,
+    cli_ingest,
+    cli_models,
+    cli_monitor,
+    cli_ops,
+    cli_retention,
+    cli_simulate,
+)
+from pipelines.cli_common import State, state
 from pipelines.errors import ChurnError
 
 app = typer.Typer(
@@ -27,38 +36,6 @@ config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_
 app.add_typer(config_app, name="config")
 
 log = logging.getLogger("churn")
-
-
-@dataclass
-class State:
-    """What the global options resolve to; settings load lazily so --help never reads config."""
-
-    home: Path | None = None
-    config_files: list[Path] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    _settings: Settings | None = None
-
-    def settings(self, **overrides: Any) -> Settings:
-        from pipelines.config import load_settings
-
-        if self._settings is None or overrides:
-            merged = _merge(self.overrides, overrides)
-            settings = load_settings(self.config_files, home=self.home, overrides=merged)
-            if overrides:
-                return settings
-            self._settings = settings
-        return self._settings
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def state(ctx: typer.Context) -> State:
-    return ctx.ensure_object(State)
 
 
 @app.callback()
@@ -96,6 +73,20 @@ def config_show(ctx: typer.Context) -> None:
     settings = state(ctx).settings()
     typer.echo(f"# config hash {config_hash(settings)}")
     typer.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+
+
+# Each area registers its own commands; the order here is the order of `churn --help`.
+for _module in (
+    cli_simulate,
+    cli_ingest,
+    cli_features,
+    cli_models,
+    cli_retention,
+    cli_monitor,
+    cli_dashboard,
+    cli_ops,
+):
+    _module.register(app)
 
 
 def run() -> None:

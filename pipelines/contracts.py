@@ -290,3 +290,15 @@ TABLES: dict[str, Table] = {
 }
 
 DATE_TYPES = ("DATE", "TIMESTAMP")
+
+# Lineage columns every raw table carries besides its contract columns.
+LINEAGE_COLUMNS: tuple[Column, ...] = (
+    Column("_source_file", "VARCHAR", description="landing file the row came from"),
+    Column("_loaded_at", "TIMESTAMP", description="when the row was loaded"),
+)
+
+
+def raw_table_ddl(table: Table, schema: str = "raw") -> str:
+    """CREATE TABLE statement for a raw table (identifiers come from the contract, not input)."""
+    cols = ", ".join(f'"{c.name}" {c.dtype}' for c in table.columns + LINEAGE_COLUMNS)
+    return f'CREATE TABLE IF NOT EXISTS {schema}."{table.name}" ({cols})'
