@@ -199,7 +199,21 @@ class Schedules(Section):
 
 class OrchestrationConfig(Section):
     schedules: Schedules = Schedules()
-    lock_timeout_seconds: int = 0
+    lock_timeout_seconds: int = Field(0, ge=0)
+    retrain: Literal["every_cycle", "on_drift"] = "every_cycle"
+    history_months: int = Field(
+        8, ge=1, le=60, description="Monthly as-of snapshots kept fresh by each cycle."
+    )
+
+
+class DemoConfig(Section):
+    """Size of the one-command demo: small enough for a few minutes on 2 cores."""
+
+    customers: int = Field(3000, ge=200)
+    initial_months: int = Field(12, ge=6)
+    cycles: int = Field(4, ge=1)
+    trials: int = Field(4, ge=1)
+    drift_month: int | None = Field(15, description="Simulator month a competitor launches.")
 
 
 class TrackingConfig(Section):
@@ -237,3 +251,4 @@ class Settings(Section):
     tracking: TrackingConfig = TrackingConfig()
     security: SecurityConfig = SecurityConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    demo: DemoConfig = DemoConfig()
