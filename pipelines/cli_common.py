@@ -43,3 +43,17 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def state(ctx: typer.Context) -> State:
     return ctx.ensure_object(State)
+
+
+def prepare_prefect_env(settings: Settings) -> None:
+    """Point Prefect at the work directory before it is imported (local ephemeral mode)."""
+    import os
+
+    from pipelines.workdir import Workdir
+
+    wd = Workdir.from_settings(settings)
+    os.environ.setdefault("PREFECT_HOME", str(wd.prefect_home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

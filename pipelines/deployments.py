@@ -1,0 +1,69 @@
+"""Scheduled deployments of the flows, served by `churn serve` (no separate worker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from configs.schema import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_deployments(settings: Settings, config_files: list[str] | None = None) -> list[Any]:
+    """Daily ingest, monthly cycle and monthly campaign evaluation, on cron schedules from config."""
+    from prefect.deployments.runner import EntrypointType
+
+    from pipelines import flows
+
+    params = {"home": str(settings.home), "config": list(config_files or [])}
+    schedules = settings.orchestration.schedules
+    spec = (
+        (flows.ingest_flow, "daily-ingest", schedules.ingest),
+        (flows.retention_cycle, "monthly-cycle", schedules.cycle),
+        (flows.evaluate_flow, "monthly-evaluation", schedules.evaluate),
+    )
+    return [
+        fl.to_deployment(
+            name=name,
+            cron=cron,
+            parameters=params,
+            tags=["churn"],
+            # Module paths, not file paths: the installed package runs from any directory.
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        for fl, name, cron in spec
+    ]
+
+
+def serve(settings: Settings, config_files: list[str] | None = None) -> None:
+    """Serve the deployments until interrupted."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*build_deployments(settings, config_files), print_starting_message=True)
+
+
+def serve_once(settings: Settings, config_files: list[str] | None = None) -> dict[str, str]:
+    """Register the deployments, trigger each once, run them to completion and exit."""
+    return asyncio.run(_serve_once(build_deployments(settings, config_files)))
+
+
+async def _serve_once(deployments: list[Any]) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.runner import Runner
+
+    runner = Runner(name="churn-serve-once", query_seconds=1, prefetch_seconds=60)
+    ids = [await runner.aadd_deployment(d) for d in deployments]
+    runs = {}
+    async with get_client() as client:
+        for dep, dep_id in zip(deployments, ids, strict=True):
+            run = await client.create_flow_run_from_deployment(dep_id)
+            runs[dep.name] = run.id
+    await runner.start(run_once=True)
+    states = {}
+    async with get_client() as client:
+        for name, run_id in runs.items():
+            run = await client.read_flow_run(run_id)
+            states[name] = run.state.name if run.state else "unknown"
+    return states
