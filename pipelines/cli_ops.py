@@ -1,4 +1,4 @@
-"""CLI commands: cycle, serve, demo."""
+"""CLI commands: cycle, serve, demo, doctor."""
 
 from __future__ import annotations
 
@@ -111,3 +111,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"  uv run mlflow ui --backend-store-uri {wd.tracking_uri(settings)}   # MLflow UI"
         )
+
+    @app.command("doctor")
+    def doctor(ctx: typer.Context) -> None:
+        """Check the work directory's integrity and say how to fix what is wrong."""
+        from pipelines.doctor import describe, healthy, run_checks
+
+        findings = run_checks(state(ctx).settings())
+        for line in describe(findings):
+            typer.echo(line)
+        if not healthy(findings):
+            raise typer.Exit(1)

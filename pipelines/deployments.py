@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from configs.schema import Settings
@@ -57,6 +58,9 @@ async def _serve_once(deployments: list[Any]) -> dict[str, str]:
     ids = [await runner.aadd_deployment(d) for d in deployments]
     runs = {}
     async with get_client() as client:
+        # In ephemeral mode the flow-run subprocesses must report to this process's temporary
+        # server, not start servers of their own.
+        os.environ.setdefault("PREFECT_API_URL", str(client.api_url).rstrip("/"))
         for dep, dep_id in zip(deployments, ids, strict=True):
             run = await client.create_flow_run_from_deployment(dep_id)
             runs[dep.name] = run.id
