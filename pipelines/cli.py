@@ -92,19 +92,10 @@ for _module in (
 def run() -> None:
     """Entry point that turns user-fixable errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors and typer.Exit are handled by click itself
     except ChurnError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         typer.secho("aborted", err=True)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
