@@ -1,0 +1,1 @@
+"""Reproducible speed, memory and quality benchmarks, run by hand (make bench)."""

@@ -1,0 +1,155 @@
+"""`make bench`: time and peak memory of every pipeline stage at several operator sizes.
+
+Each stage runs in its own child process so that its peak RSS is its own. Results go to
+benchmarks/results/pipeline_<timestamp>.json and .md; the change against the previous results
+file is printed when one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STAGES = ("simulate", "ingest", "features", "train", "score", "target")
+
+
+def machine_info() -> dict[str, object]:
+    import psutil
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def run_stage(stage: str, home: Path, customers: int, months: int, trials: int) -> dict[str, float]:
+    """Run one stage in a child process; return wall seconds, peak RSS and rows processed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.stage",
+            stage,
+            str(home),
+            str(customers),
+            str(months),
+            str(trials),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"},
+    )
+    seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed:\n{out.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    detail = json.loads(out.stdout.strip().splitlines()[-1])
+    # ru_maxrss of children is the max over all children so far: exact when it grows, a lower
+    # bound otherwise — the child reports its own peak too, and we keep the larger.
+    rss_mb = max(detail.get("peak_rss_mb", 0.0), (peak if peak > before else 0) / 1024)
+    rows = float(detail.get("rows", 0))
+    return {
+        "seconds": round(seconds, 2),
+        "stage_seconds": round(float(detail.get("seconds", seconds)), 2),
+        "peak_rss_mb": round(rss_mb, 1),
+        "rows": rows,
+        "rows_per_s": round(rows / max(float(detail.get("seconds", seconds)), 1e-9), 1),
+        **{k: v for k, v in detail.items() if k not in {"seconds", "peak_rss_mb", "rows"}},
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# Pipeline benchmark {result['started']}",
+        "",
+        f"machine: {result['machine']}",
+        "",
+        "| customers | stage | seconds | rows | rows/s | peak RSS MB | µs per customer | KB per customer |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, stages in result["sizes"].items():
+        n = int(size)
+        for stage, m in stages.items():
+            lines.append(
+                f"| {n:,} | {stage} | {m['stage_seconds']:.2f} | {m['rows']:,.0f} | "
+                f"{m['rows_per_s']:,.0f} | {m['peak_rss_mb']:,.0f} | "
+                f"{m['stage_seconds'] / n * 1e6:,.1f} | {m['peak_rss_mb'] * 1024 / n:,.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def compare(previous: dict, current: dict) -> list[str]:
+    out = []
+    for size, stages in current["sizes"].items():
+        for stage, m in stages.items():
+            old = previous.get("sizes", {}).get(size, {}).get(stage)
+            if old:
+                ratio = m["stage_seconds"] / max(old["stage_seconds"], 1e-9)
+                out.append(
+                    f"{int(size):>9,} {stage:<9} {old['stage_seconds']:>8.2f}s → "
+                    f"{m['stage_seconds']:>8.2f}s ({ratio:.2f}×), RSS {old['peak_rss_mb']:.0f} → "
+                    f"{m['peak_rss_mb']:.0f} MB"
+                )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--months", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--keep", action="store_true", help="keep the work directories")
+    args = parser.parse_args(argv)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    previous_files = sorted(RESULTS.glob("pipeline_*.json"))
+    result: dict = {
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "months": args.months,
+        "trials": args.trials,
+        "sizes": {},
+    }
+    for size in args.sizes:
+        home = Path(tempfile.mkdtemp(prefix=f"churn-bench-{size}-"))
+        result["sizes"][str(size)] = {}
+        for stage in args.stages:
+            m = run_stage(stage, home, size, args.months, args.trials)
+            result["sizes"][str(size)][stage] = m
+            print(
+                f"{size:>9,} {stage:<9} {m['stage_seconds']:>8.2f}s  {m['peak_rss_mb']:>8.0f} MB",
+                flush=True,
+            )
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"pipeline_{stamp}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"pipeline_{stamp}.md").write_text(markdown(result))
+    print(markdown(result))
+    if previous_files:
+        changes = compare(json.loads(previous_files[-1].read_text()), result)
+        if changes:
+            print(f"change against {previous_files[-1].name}:")
+            print("\n".join(changes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
