@@ -31,6 +31,7 @@ class State:
             self._settings = load_settings(
                 self.config_files, home=self.home, overrides=self.overrides
             )
+            check_services(self._settings)
         return self._settings
 
 
@@ -57,3 +58,25 @@ def prepare_prefect_env(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def check_services(settings: Settings) -> None:
+    """Fail fast with one line when a configured remote service is unreachable (never hang)."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from pipelines.errors import ServiceError
+
+    checks = []
+    if (uri := settings.tracking.tracking_uri) and uri.startswith(("http://", "https://")):
+        checks.append(("MLflow tracking server", uri.rstrip("/") + "/health"))
+    if (api := os.environ.get("PREFECT_API_URL")) and api.startswith(("http://", "https://")):
+        checks.append(("Prefect API", api.rstrip("/") + "/health"))
+    for name, url in checks:
+        try:
+            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - URL from config
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServiceError(f"{name} at {url} is unreachable: {reason}") from None

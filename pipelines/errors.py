@@ -21,3 +21,7 @@ class WorkdirError(ChurnError, RuntimeError):
 
 class InputError(ChurnError, ValueError):
     """Input data (a file, a column, a date) is not usable as given."""
+
+
+class ServiceError(ChurnError, RuntimeError):
+    """A service the pipeline needs (Prefect API, MLflow tracking server) cannot be reached."""

@@ -82,3 +82,35 @@ def test_cli_bad_config_exits_2_without_traceback(tmp_path: Path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "executor.kind" in proc.stderr
+
+
+def test_unreachable_services_fail_fast_with_one_line(tmp_path: Path):
+    import time
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CHURN_TRACKING__TRACKING_URI": "http://127.0.0.1:9",
+    }
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--home", str(tmp_path), "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "MLflow tracking server at http://127.0.0.1:9/health is unreachable" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 30
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--home", str(tmp_path), "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "Prefect API" in proc.stderr
