@@ -920,7 +920,10 @@ def _products(
     base = s.with_columns(
         end.alias("_end"), pl.Series("_new", new_mask), pl.Series("_churn", churns)
     )
-    rows = base.filter(pl.col("_new") | pl.col("_churn"))
+    fees = pop.plans_frame().select(
+        pl.col("plan_id").alias("current_plan"), pl.col("monthly_fee").alias("_fee")
+    )
+    rows = base.filter(pl.col("_new") | pl.col("_churn")).join(fees, on="current_plan", how="left")
     for product, flag, fee in (
         ("mobile", None, None),
         ("broadband", "has_broadband", pop.BROADBAND_FEE),
@@ -933,7 +936,7 @@ def _products(
                 pl.lit(product).alias("product"),
                 pl.col("activation_date").alias("start_date"),
                 pl.when(pl.col("_churn")).then(pl.col("_end")).otherwise(None).alias("end_date"),
-                (pl.lit(fee) if fee is not None else pl.lit(0.0))
+                (pl.lit(fee) if fee is not None else pl.col("_fee"))
                 .cast(pl.Float64)
                 .alias("monthly_fee"),
             )
