@@ -180,7 +180,7 @@ TABLES: dict[str, Table] = {
             (
                 C("payment_id", "VARCHAR"),
                 C("customer_id", "VARCHAR"),
-                C("invoice_id", "VARCHAR"),
+                C("invoice_id", "VARCHAR", nullable=True, description="NULL: payment on account"),
                 C("payment_date", "DATE"),
                 C("amount", "DOUBLE", min_value=0),
                 C("channel", "VARCHAR", allowed=PAYMENT_CHANNELS),

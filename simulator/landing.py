@@ -71,6 +71,8 @@ class LandingWriter:
 
     def write(self, table: str, stamp: str, frame: pl.DataFrame) -> None:
         frame = conform(table, frame)
+        if frame.height == 0:
+            return  # nothing happened that day: no export
         self.rows[table] = self.rows.get(table, 0) + frame.height
         path = self.path(table, stamp)
         frame = self._maybe_defect(table, path, frame)
