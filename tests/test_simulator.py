@@ -1,0 +1,231 @@
+"""The synthetic operator: deterministic, contract-true, and behaving like an operator's customers."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from configs.schema import SimulatorConfig
+from pipelines.contracts import TABLES
+from simulator import advance, simulate, true_uplift
+
+CFG = SimulatorConfig(customers=3000, months=8)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    simulate(CFG, out, seed=7)
+    return out
+
+
+def _read(out: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(sorted((out / "landing" / table).glob("*.parquet")))
+
+
+def test_same_seed_same_world(tmp_path: Path):
+    small = SimulatorConfig(customers=300, months=2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    simulate(small, a, seed=3)
+    simulate(small, b, seed=3)
+    files_a = sorted(p.relative_to(a) for p in (a / "landing").rglob("*.parquet"))
+    files_b = sorted(p.relative_to(b) for p in (b / "landing").rglob("*.parquet"))
+    assert files_a == files_b and files_a
+    for rel in files_a:
+        assert pl.read_parquet(a / rel).equals(pl.read_parquet(b / rel)), rel
+    c = tmp_path / "c"
+    simulate(small, c, seed=4)
+    assert not _read(a, "usage_daily").equals(_read(c, "usage_daily"))
+
+
+def test_refuses_to_overwrite_a_world(world: Path):
+    with pytest.raises(ValueError, match="already holds a simulated world"):
+        simulate(CFG, world, seed=7)
+
+
+def test_every_file_matches_its_contract(world: Path):
+    polars_of = {
+        "VARCHAR": pl.Utf8,
+        "INTEGER": pl.Int32,
+        "DOUBLE": pl.Float64,
+        "DATE": pl.Date,
+        "TIMESTAMP": pl.Datetime("us"),
+        "BOOLEAN": pl.Boolean,
+    }
+    for name, table in TABLES.items():
+        folder = world / "landing" / name
+        if name == "contacts":
+            assert not folder.exists()
+            continue
+        frame = _read(world, name)
+        assert list(frame.columns) == list(table.column_names), name
+        for col in table.columns:
+            assert frame.schema[col.name] == polars_of[col.dtype], (name, col.name)
+            if not col.nullable:
+                assert frame[col.name].null_count() == 0, (name, col.name)
+            if col.allowed:
+                assert set(frame[col.name].drop_nulls().unique()) <= set(col.allowed), (
+                    name,
+                    col.name,
+                )
+            if col.min_value is not None:
+                assert frame[col.name].min() >= col.min_value, (name, col.name)
+        assert frame.select(table.key).is_duplicated().sum() == 0 or name == "products", name
+
+
+def test_monthly_churn_in_range(world: Path):
+    truth = pl.read_parquet(world / "truth" / "monthly.parquet")
+    rates = truth.group_by("month").agg(pl.col("churned").mean()).sort("month")["churned"]
+    assert 0.015 <= rates.mean() <= 0.03, rates.to_list()
+    assert rates.max() < 0.05
+
+
+def _next_month_churn(world: Path) -> pl.DataFrame:
+    """Per customer-month: did they churn the following month (from the disconnects file)."""
+    dis = _read(world, "disconnects").select(
+        "customer_id", pl.col("disconnect_date").dt.truncate("1mo").alias("churn_month")
+    )
+    return dis
+
+
+def test_complaints_and_bill_shock_raise_churn(world: Path):
+    tickets = (
+        _read(world, "tickets")
+        .select("customer_id", pl.col("opened_ts").dt.date().dt.truncate("1mo").alias("month"))
+        .unique()
+    )
+    inv = _read(world, "invoices").select(
+        "customer_id",
+        pl.col("period_start").alias("month"),
+        (
+            pl.col("overage_amount") > 0.5 * (pl.col("mobile_amount") - pl.col("overage_amount"))
+        ).alias("shock"),
+    )
+    dis = _next_month_churn(world)
+    truth = pl.read_parquet(world / "truth" / "monthly.parquet").select("customer_id", "month")
+    panel = (
+        truth.join(
+            tickets.with_columns(pl.lit(True).alias("complained")),
+            on=["customer_id", "month"],
+            how="left",
+        )
+        .join(inv, on=["customer_id", "month"], how="left")
+        .join(dis, on="customer_id", how="left")
+        .with_columns(
+            (
+                pl.col("churn_month").is_not_null()
+                & (pl.col("churn_month") > pl.col("month"))
+                & (pl.col("churn_month") <= pl.col("month").dt.offset_by("3mo"))
+            ).alias("churn_3m"),
+            pl.col("complained").fill_null(False),
+            pl.col("shock").fill_null(False),
+        )
+    )
+    by_complaint = panel.group_by("complained").agg(pl.col("churn_3m").mean())
+    rate = dict(zip(by_complaint["complained"], by_complaint["churn_3m"], strict=True))
+    assert rate[True] > 1.3 * rate[False], rate
+    by_shock = panel.group_by("shock").agg(pl.col("churn_3m").mean())
+    rate = dict(zip(by_shock["shock"], by_shock["churn_3m"], strict=True))
+    assert rate[True] > 1.2 * rate[False], rate
+
+
+def test_serious_arrears_concentrate_in_stressed_customers(world: Path):
+    latent = pl.read_parquet(world / "truth" / "customers.parquet")
+    coll = (
+        _read(world, "collections")
+        .filter(pl.col("days_past_due") >= 60)
+        .select("customer_id")
+        .unique()
+    )
+    post = (
+        _read(world, "customers").filter(pl.col("payment_type") == "postpaid").select("customer_id")
+    )
+    df = post.join(latent, on="customer_id").with_columns(
+        pl.col("customer_id").is_in(coll["customer_id"].implode()).alias("arrears")
+    )
+    assert 0.01 < df["arrears"].mean() < 0.15
+    top = df["financial_stress"] > df["financial_stress"].quantile(0.8)
+    assert df.filter(top)["arrears"].mean() > 2.5 * df.filter(~top)["arrears"].mean()
+
+
+def test_usage_declines_before_voluntary_churn(world: Path):
+    dis = _read(world, "disconnects").filter(pl.col("disconnect_type") == "voluntary")
+    usage = _read(world, "usage_daily").join(dis, on="customer_id")
+    days_before = (pl.col("disconnect_date") - pl.col("usage_date")).dt.total_days()
+    usage = usage.with_columns(days_before.alias("d"))
+    late = usage.filter(pl.col("d").is_between(1, 14))["voice_min"].mean()
+    early = usage.filter(pl.col("d").is_between(60, 90))["voice_min"].mean()
+    assert late < 0.75 * early, (late, early)
+
+
+def test_advance_continues_without_gaps_and_deterministically(tmp_path: Path):
+    small = SimulatorConfig(customers=300, months=2)
+    for name in ("a", "b"):
+        simulate(small, tmp_path / name, seed=11)
+        advance(tmp_path / name, months=1)
+    usage = _read(tmp_path / "a", "usage_daily")
+    days = usage["usage_date"].unique().sort()
+    assert days[0] == date(2025, 1, 1) and days[-1] == date(2025, 3, 31)
+    assert days.len() == 31 + 28 + 31
+    assert usage.equals(_read(tmp_path / "b", "usage_daily"))
+
+
+def test_treatments_save_persuadables_and_leave_control_alone(tmp_path: Path):
+    out = tmp_path / "w"
+    simulate(SimulatorConfig(customers=6000, months=3), out, seed=5)
+    resp = pl.read_parquet(out / "truth" / "responses.parquet")
+    active = (
+        _read(out, "customers")
+        .join(_read(out, "disconnects"), on="customer_id", how="anti")
+        .select("customer_id")
+    )
+    pers = active.join(resp.filter(pl.col("response_discount") == "persuadable"), on="customer_id")
+    rng = np.random.default_rng(0)
+    control = rng.random(pers.height) < 0.5
+    treatments = pers.select("customer_id").with_columns(
+        pl.lit("discount").alias("offer"),
+        pl.lit("sms").alias("channel"),
+        pl.lit(date(2025, 4, 1)).alias("contact_date"),
+        pl.Series("control_flag", control),
+        pl.lit("L1").alias("list_id"),
+    )
+    # Make every persuadable's hazard high enough to see the effect in one small test.
+    advance(out, months=3, treatments=treatments)
+    dis = _read(out, "disconnects").filter(pl.col("disconnect_date") >= date(2025, 4, 1))
+    t = treatments.with_columns(
+        pl.col("customer_id").is_in(dis["customer_id"].implode()).alias("churned")
+    )
+    treated_rate = t.filter(~pl.col("control_flag"))["churned"].mean()
+    control_rate = t.filter(pl.col("control_flag"))["churned"].mean()
+    assert treated_rate < 0.6 * control_rate, (treated_rate, control_rate)
+    contacts = _read(out, "contacts")
+    assert contacts.filter(pl.col("control_flag"))["response"].null_count() == int(control.sum())
+    assert contacts.filter(~pl.col("control_flag"))["response"].null_count() == 0
+
+
+def test_oracle_uplift_is_positive_for_persuadables_only(world: Path):
+    up = true_uplift(world, date(2025, 8, 31))
+    by_type = up.group_by("response_type").agg(pl.col("uplift").mean())
+    u = dict(zip(by_type["response_type"], by_type["uplift"], strict=True))
+    assert u["persuadable"] > 0.01
+    assert abs(u["sure_thing"]) < 1e-9 and abs(u["lost_cause"]) < 1e-9
+    assert u["do_not_disturb"] < 0
+
+
+def test_drift_month_raises_churn(tmp_path: Path):
+    base = SimulatorConfig(customers=4000, months=6)
+    drift = base.model_copy(update={"drift_month": 4, "drift_strength": 3.0})
+    simulate(base, tmp_path / "base", seed=9)
+    simulate(drift, tmp_path / "drift", seed=9)
+    rate = lambda p: (
+        pl.read_parquet(p / "truth" / "monthly.parquet")
+        .filter(  # noqa: E731
+            pl.col("month") >= date(2025, 5, 1)
+        )["churned"]
+        .mean()
+    )
+    assert rate(tmp_path / "drift") > 1.3 * rate(tmp_path / "base")
