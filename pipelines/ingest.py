@@ -133,7 +133,7 @@ def _checks(table: Table, present: set[str]) -> list[str]:
 def _reader(path: Path) -> str:
     if path.suffix.lower() == ".csv":
         # Every column as text: bad values become quarantined rows, not a failed load.
-        return "read_csv(?, all_varchar = true, header = true, strict_mode = true)"
+        return "read_csv(?, all_varchar = true, header = true, delim = ',', quote = '\"', strict_mode = true)"
     return "read_parquet(?)"
 
 

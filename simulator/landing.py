@@ -123,7 +123,12 @@ class LandingWriter:
             )
 
     def _maybe_defect(self, table: str, path: Path, frame: pl.DataFrame) -> pl.DataFrame | None:
-        if self.defect_rate <= 0 or frame.height < 5 or self.rng.random() > self.defect_rate * 4:
+        if (
+            self.defect_rate <= 0
+            or table == "plans"
+            or frame.height < 5
+            or self.rng.random() > self.defect_rate * 4
+        ):
             return frame
         kind = self.rng.choice(np.array(DEFECT_KINDS))
         spec = TABLES[table]
