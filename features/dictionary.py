@@ -16,10 +16,6 @@ class FeatureSpec:
     window_days: int | None = None
     # Which retention reason this feature speaks to (see ARCHITECTURE.md "Reason groups").
     reason_group: str | None = None
-    # Phrase for a reason code, formatted with the feature's value as {value}
-    # (e.g. "data usage down {pct_down:.0f}% vs previous 60 days"); None: generic phrase.
+    # Phrase for a reason code: `reason_template.format(value=x)`, e.g.
+    # "data usage {value:+.0%} vs previous 60 days"; None: a generic phrase is used.
     reason_template: str | None = None
-
-
-# Filled by the snapshot definitions (features/snapshot.py).
-FEATURES: tuple[FeatureSpec, ...] = ()

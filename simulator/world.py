@@ -209,7 +209,7 @@ class World:
         return (
             -0.55 * s["satisfaction"].to_numpy()
             + 1.4 * s["price_sensitivity"].to_numpy() * competitor
-            + 0.7 * s["bill_shock"].to_numpy()
+            + 1.2 * s["bill_shock"].to_numpy()
             + 0.45 * np.minimum(s["recent_tickets"].to_numpy(), 4)
             + 1.1 * near_end
             - 0.9 * locked_in
@@ -364,6 +364,9 @@ class World:
             )
         else:
             self.state = self.state.with_columns(pl.lit(False).alias("new_this_month"))
+        # Next month's churners decide now (from last month's experience), so that their usage
+        # declines and their port-out requests arrive before they leave.
+        self._sample_intents(pop.next_month(m_start))
         s = self.state
         n = s.height
         active = s["active"].to_numpy()
@@ -412,6 +415,13 @@ class World:
             * drift_boost
             * rng.lognormal(0.0, 0.4, (n, n_days)).astype(np.float32)
         )
+        # Bill shock: a week of unusually heavy data (a trip, a new device) for a few customers.
+        spike = rng.random(n) < 0.04
+        spike_start = rng.integers(0, max(n_days - 7, 1), n)
+        in_spike = (np.arange(n_days)[None, :] >= spike_start[:, None]) & (
+            np.arange(n_days)[None, :] < spike_start[:, None] + 7
+        )
+        data = np.where(spike[:, None] & in_spike, data * 6.0, data).astype(np.float32)
         sms = rng.poisson(np.clip(lvl * 2.5 * decline, 0, None)).astype(np.int32)
         roaming = np.where(
             rng.random((n, n_days)) < 0.01, rng.exponential(60.0, (n, n_days)), 0.0
@@ -854,7 +864,6 @@ class World:
             pl.Series("current_contract_end", new_end.astype("datetime64[D]")).cast(pl.Date),
             pl.Series("satisfaction", np.clip(sat_new, -4, 4)),
         )
-        self._sample_intents(pop.next_month(m_start))
         serious = postpaid & (dpd >= 60)
         self.monthly_truth.append(
             pl.DataFrame(

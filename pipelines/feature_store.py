@@ -1,0 +1,215 @@
+"""Build, store and load feat.customer_snapshot (DuckDB + Parquet) and its feature dictionary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from configs.schema import Settings
+from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
+from features.split import monthly_as_of_dates
+from pipelines.config import config_hash
+from pipelines.errors import InputError
+from pipelines.workdir import Workdir, atomic_path, atomic_write_text, connect
+
+log = logging.getLogger(__name__)
+
+BUILD_LOG_DDL = """
+CREATE SCHEMA IF NOT EXISTS feat;
+CREATE TABLE IF NOT EXISTS feat.build_log (
+    as_of DATE, config_hash VARCHAR, built_at TIMESTAMP, rows BIGINT, stale BOOLEAN
+)
+"""
+
+
+@dataclass
+class FeatureBuildReport:
+    as_of_dates: list[date] = field(default_factory=list)
+    rows: int = 0
+    features: int = 0
+    seconds: float = 0.0
+    data_end: date | None = None
+    parquet: list[str] = field(default_factory=list)
+
+
+def data_end(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The last day the loaded data covers (usage is delivered every day)."""
+    return con.execute("SELECT max(usage_date) FROM raw.usage_daily").fetchone()[0]
+
+
+def build_frame(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, end: date
+) -> pl.DataFrame:
+    """Snapshot + labels for one as-of date, as a polars frame (pure SQL over raw tables)."""
+    con.execute(PLANS_NOW_SQL)
+    con.execute("DROP TABLE IF EXISTS _snap")
+    con.execute(f"CREATE TEMP TABLE _snap AS {snapshot_sql(settings.features)}", {"as_of": as_of})
+    f = settings.features
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _labels AS {labels_sql(f.horizons_days, f.serious_arrears_days)}",
+        {"data_end": end},
+    )
+    return con.sql(
+        "SELECT s.*, l.* EXCLUDE (customer_id, as_of) FROM _snap s JOIN _labels l USING (customer_id, as_of)"
+    ).pl()
+
+
+def build_snapshots(
+    settings: Settings, as_of: date, history: int = 1, con=None
+) -> FeatureBuildReport:
+    """Build `history` monthly snapshots ending at as_of; replaces those dates atomically."""
+    started = time.perf_counter()
+    wd = Workdir.from_settings(settings).ensure()
+    own = con is None
+    con = con or connect(wd)
+    report = FeatureBuildReport()
+    try:
+        try:
+            end = data_end(con)
+        except duckdb.CatalogException:
+            raise InputError("no usage data loaded: run `churn ingest` first") from None
+        if end is None or as_of > end:
+            raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+        report.data_end = end
+        con.execute(BUILD_LOG_DDL)
+        frames = []
+        for d in monthly_as_of_dates(as_of, history):
+            frame = build_frame(con, settings, d, end)
+            frames.append(frame)
+            log.info("snapshot %s: %d customers", d, frame.height)
+        snap = pl.concat(frames, how="vertical_relaxed")
+        dates = sorted(
+            {*snap["as_of"].unique().to_list()} | set(monthly_as_of_dates(as_of, history))
+        )
+        report.as_of_dates = dates
+        con.register("_new_snap", snap)
+        con.execute("BEGIN")
+        try:
+            existing = con.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
+            ).fetchall()
+            if existing and [c[0] for c in existing] != snap.columns:
+                # The feature set changed (config or code): older snapshots must be rebuilt.
+                con.execute("DROP TABLE feat.customer_snapshot")
+                con.execute("DELETE FROM feat.build_log")
+                existing = []
+            if not existing:
+                con.execute(
+                    "CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0"
+                )
+            con.execute("DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [dates])
+            con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
+            con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [dates])
+            h = config_hash(settings)
+            for d in dates:
+                con.execute(
+                    "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
+                    [d, h, snap.filter(pl.col("as_of") == d).height],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_new_snap")
+        for d in dates:
+            target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+            with atomic_path(target) as tmp:
+                snap.filter(pl.col("as_of") == d).write_parquet(tmp)
+            report.parquet.append(str(target))
+        atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
+        report.rows = snap.height
+        report.features = len(feature_columns(snap.columns))
+    finally:
+        if own:
+            con.close()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def label_columns(columns: list[str]) -> list[str]:
+    return [c for c in columns if c.startswith(("churn_", "default_")) and c.endswith("d")]
+
+
+def feature_columns(columns: list[str]) -> list[str]:
+    """Model inputs: everything but the key, the as-of date and the labels."""
+    skip = {"customer_id", "as_of", *label_columns(columns)}
+    return [c for c in columns if c not in skip]
+
+
+def needs_build(settings: Settings, as_of: date, con=None) -> bool:
+    own = con is None
+    wd = Workdir.from_settings(settings)
+    if own and not wd.db_path.exists():
+        return True
+    con = con or connect(wd)
+    try:
+        con.execute(BUILD_LOG_DDL)
+        row = con.execute(
+            "SELECT config_hash, stale FROM feat.build_log WHERE as_of = ?", [as_of]
+        ).fetchone()
+    finally:
+        if own:
+            con.close()
+    return row is None or row[1] or row[0] != config_hash(settings)
+
+
+def load_snapshots(
+    settings: Settings, as_of_dates: list[date] | None = None, con=None
+) -> pl.DataFrame:
+    own = con is None
+    con = con or connect(Workdir.from_settings(settings), read_only=True)
+    try:
+        if as_of_dates:
+            return con.execute(
+                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [as_of_dates]
+            ).pl()
+        return con.sql("SELECT * FROM feat.customer_snapshot").pl()
+    except duckdb.CatalogException:
+        raise InputError("no feature snapshots yet: run `churn features --as-of DATE`") from None
+    finally:
+        if own:
+            con.close()
+
+
+def dictionary_rows(settings: Settings) -> list[dict[str, str]]:
+    rows = [
+        {
+            "name": name,
+            "description": "identity / segmentation column",
+            "window_days": "",
+            "dtype": "",
+            "sources": "customers",
+            "reason_group": "",
+        }
+        for name in META_COLUMNS
+    ]
+    for s in feature_specs(settings.features):
+        rows.append(
+            {
+                "name": s.name,
+                "description": s.description,
+                "window_days": "" if s.window_days is None else str(s.window_days),
+                "dtype": s.dtype,
+                "sources": ", ".join(s.sources),
+                "reason_group": s.reason_group or "",
+            }
+        )
+    return rows
+
+
+def dictionary_csv(settings: Settings) -> str:
+    buf = io.StringIO()
+    rows = dictionary_rows(settings)
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
