@@ -207,15 +207,6 @@ def derived_features() -> list[Feature]:
             ["customers"],
             dtype="INTEGER",
         ),
-        _f(
-            "plan_changes_180d",
-            "coalesce(e.plan_change_180d, 0)",
-            "plan changes in 180 days",
-            ["events"],
-            180,
-            dtype="INTEGER",
-            group="plan_misfit",
-        ),
     ]
 
 
@@ -634,12 +625,32 @@ def _select(features: list[Feature]) -> str:
     return ",\n    ".join(f'{f.expr} AS "{f.spec.name}"' for f in features)
 
 
+def tier_case(cfg: FeaturesConfig, spend: str = "monthly_spend") -> str:
+    """Value tier by average monthly spend across all products; cut-offs from config."""
+    t = cfg.tiers
+    return (
+        f"CASE WHEN {spend} >= {float(t.diamond)} THEN 'diamond'"
+        f" WHEN {spend} >= {float(t.gold)} THEN 'gold'"
+        f" WHEN {spend} >= {float(t.silver)} THEN 'silver' ELSE 'basic' END"
+    )
+
+
+def lifecycle_case(cfg: FeaturesConfig) -> str:
+    """Development → growth → maturity, or decline when usage or spend falls (rules from config)."""
+    lc = cfg.lifecycle
+    drop = float(lc.decline_max_spend_trend)
+    return f"""CASE WHEN tenure_days <= {int(lc.development_max_tenure_days)} THEN 'development'
+         WHEN (coalesce(data_trend_30v60, 0) + coalesce(voice_trend_30v60, 0)) / 2 <= {drop}
+           OR (payment_type = 'postpaid' AND coalesce(spend_trend_30v60, 0) <= {drop}) THEN 'decline'
+         WHEN tenure_days <= {int(lc.growth_max_tenure_days)}
+           OR coalesce(spend_trend_30v60, 0) >= {float(lc.growth_min_spend_trend)} THEN 'growth'
+         ELSE 'maturity' END"""
+
+
 def snapshot_sql(cfg: FeaturesConfig) -> str:
     """SELECT producing one row per customer active at $as_of with meta columns and features."""
     max_w = max(cfg.windows_days + [180])
     tw = int(cfg.tier_window_days)
-    tiers = cfg.tiers
-    lc = cfg.lifecycle
     usage = usage_features(cfg.windows_days)
     topups = [Feature(f.spec, f.expr.replace("$tier_window", str(tw))) for f in topup_features()]
     derived = derived_features()
@@ -658,8 +669,6 @@ def snapshot_sql(cfg: FeaturesConfig) -> str:
         )
         for f in fs
     ]
-    # plan_changes_180d is derived from e; avoid a duplicate column name
-    cols = [c for c in cols if not c.endswith('"plan_change_180d"')]
     # A customer with no rows in a source has zero of what it counts, not an unknown number.
     counted = {f.spec.name for f in all_features(cfg) if f.expr.startswith("count(")}
     cols = [
@@ -769,18 +778,8 @@ base AS (
 )
 SELECT
     customer_id, as_of, segment, payment_type, region, plan_id, enterprise_grade,
-    CASE WHEN monthly_spend >= {float(tiers.diamond)} THEN 'diamond'
-         WHEN monthly_spend >= {float(tiers.gold)} THEN 'gold'
-         WHEN monthly_spend >= {float(tiers.silver)} THEN 'silver'
-         ELSE 'basic' END AS value_tier,
-    CASE WHEN tenure_days <= {int(lc.development_max_tenure_days)} THEN 'development'
-         WHEN (coalesce(data_trend_30v60, 0) + coalesce(voice_trend_30v60, 0)) / 2
-                <= {float(lc.decline_max_spend_trend)}
-           OR (payment_type = 'postpaid'
-               AND coalesce(spend_trend_30v60, 0) <= {float(lc.decline_max_spend_trend)}) THEN 'decline'
-         WHEN tenure_days <= {int(lc.growth_max_tenure_days)}
-           OR coalesce(spend_trend_30v60, 0) >= {float(lc.growth_min_spend_trend)} THEN 'growth'
-         ELSE 'maturity' END AS lifecycle_stage,
+    {tier_case(cfg)} AS value_tier,
+    {lifecycle_case(cfg)} AS lifecycle_stage,
     monthly_spend,
     * EXCLUDE (customer_id, as_of, segment, payment_type, region, plan_id, enterprise_grade,
                monthly_spend, topup_30d_amount, topup_prev60_amount,

@@ -10,7 +10,7 @@ import typer
 from pipelines.cli_common import prepare_prefect_env, state
 
 
-def _parse_date(value: str | None):
+def parse_date(value: str | None):
     from pipelines.errors import InputError
 
     if value is None:
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         summary = retention_cycle(
             home=str(settings.home),
             config=[str(p) for p in st.config_files],
-            as_of=_parse_date(as_of),
+            as_of=parse_date(as_of),
             trials=trials,
             budget=budget,
         )

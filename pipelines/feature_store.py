@@ -169,8 +169,9 @@ def load_snapshots(
     con = con or connect(Workdir.from_settings(settings), read_only=True)
     try:
         if as_of_dates:
-            return con.execute(
-                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [as_of_dates]
+            return con.sql(
+                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of)",
+                params=[as_of_dates],
             ).pl()
         return con.sql("SELECT * FROM feat.customer_snapshot").pl()
     except duckdb.CatalogException:

@@ -1,0 +1,306 @@
+"""Point-in-time features: no future data leaks in, labels look only ahead, rules behave."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from configs.schema import FeaturesConfig, SimulatorConfig
+from features.snapshot import feature_specs, lifecycle_case, tier_case
+from features.split import latest_matured, monthly_as_of_dates, out_of_time_split
+from pipelines.config import load_settings
+from pipelines.contracts import TABLES
+from pipelines.feature_store import build_snapshots, feature_columns, load_snapshots, needs_build
+from pipelines.ingest import ingest_landing
+from simulator import simulate
+
+AS_OF = date(2025, 4, 30)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("feat") / "home"
+    settings = load_settings(home=home, environ={})
+    simulate(SimulatorConfig(customers=900, months=7), home, seed=21)
+    ingest_landing(settings)
+    return home
+
+
+def _copy(loaded: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    shutil.copy(loaded / "warehouse.duckdb", home / "warehouse.duckdb")
+    return load_settings(home=home, environ={})
+
+
+def _snapshot(settings, as_of=AS_OF) -> pl.DataFrame:
+    build_snapshots(settings, as_of)
+    snap = load_snapshots(settings, [as_of]).sort("customer_id")
+    return snap.select(["customer_id", "as_of", *feature_columns(snap.columns)])
+
+
+def _future_edit(settings, delete: bool) -> None:
+    """Delete (or scramble) every raw fact stamped after AS_OF, in every table."""
+    con = duckdb.connect(str(Path(settings.home) / "warehouse.duckdb"))
+    after = AS_OF + timedelta(days=1)
+    for name, table in TABLES.items():
+        if table.event_time is None:
+            continue
+        col = table.event_time
+        if delete:
+            con.execute(f'DELETE FROM raw."{name}" WHERE "{col}" >= ?', [after])
+        elif name == "usage_daily":
+            con.execute(
+                "UPDATE raw.usage_daily SET voice_min = voice_min * 7 + 3, data_mb = 0 WHERE usage_date >= ?",
+                [after],
+            )
+        elif name == "invoices":
+            con.execute(
+                "UPDATE raw.invoices SET amount = amount * 10 WHERE issue_date >= ?", [after]
+            )
+    # Facts about the future attached to older rows: resolutions and product ends after AS_OF.
+    con.execute(
+        "UPDATE raw.tickets SET resolved_ts = resolved_ts + INTERVAL 30 DAY WHERE resolved_ts >= ?",
+        [after],
+    )
+    con.execute("UPDATE raw.products SET end_date = end_date + 40 WHERE end_date >= ?", [after])
+    con.close()
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete-future", "change-future"])
+def test_future_data_does_not_change_the_snapshot(loaded, tmp_path, delete):
+    base = _snapshot(_copy(loaded, tmp_path / "a"))
+    edited = _copy(loaded, tmp_path / "b")
+    _future_edit(edited, delete)
+    after = _snapshot(edited)
+    assert base.height > 500
+    assert base.equals(after)
+
+
+def test_past_data_does_change_the_snapshot(loaded, tmp_path):
+    """The leakage test above can fail: edits at or before as-of do move features."""
+    base = _snapshot(_copy(loaded, tmp_path / "a"))
+    edited = _copy(loaded, tmp_path / "b")
+    con = duckdb.connect(str(Path(edited.home) / "warehouse.duckdb"))
+    con.execute("UPDATE raw.usage_daily SET data_mb = data_mb * 3 WHERE usage_date = ?", [AS_OF])
+    con.close()
+    assert not base.equals(_snapshot(edited))
+
+
+def test_labels_look_only_after_as_of(loaded, tmp_path):
+    settings = _copy(loaded, tmp_path)
+    build_snapshots(settings, AS_OF)
+    snap = load_snapshots(settings, [AS_OF])
+    con = duckdb.connect(str(Path(settings.home) / "warehouse.duckdb"), read_only=True)
+    leavers = {
+        r[0]
+        for r in con.execute(
+            "SELECT customer_id FROM raw.disconnects WHERE disconnect_date > ? AND disconnect_date <= ?"
+            " UNION SELECT customer_id FROM raw.events WHERE event_type = 'port_out_request'"
+            " AND event_ts >= ? AND event_ts < ?",
+            [
+                AS_OF,
+                AS_OF + timedelta(days=30),
+                AS_OF + timedelta(days=1),
+                AS_OF + timedelta(days=31),
+            ],
+        ).fetchall()
+    }
+    gone_before = {
+        r[0]
+        for r in con.execute(
+            "SELECT customer_id FROM raw.disconnects WHERE disconnect_date <= ?", [AS_OF]
+        ).fetchall()
+    }
+    con.close()
+    assert not gone_before & set(snap["customer_id"]), "customers gone at as-of must be excluded"
+    labelled = set(snap.filter(pl.col("churn_30d") == 1)["customer_id"])
+    assert labelled == leavers & set(snap["customer_id"])
+    assert snap["churn_90d"].null_count() == 0  # data runs to July: 90 days have matured
+    prepaid = snap.filter(pl.col("payment_type") == "prepaid")
+    assert prepaid["default_30d"].null_count() == prepaid.height
+
+
+def test_immature_labels_are_null(loaded, tmp_path):
+    settings = _copy(loaded, tmp_path)
+    build_snapshots(settings, date(2025, 6, 30))
+    snap = load_snapshots(settings, [date(2025, 6, 30)])
+    assert snap["churn_30d"].null_count() == 0
+    assert snap["churn_90d"].null_count() == snap.height
+
+
+def test_build_is_idempotent_and_tracked(loaded, tmp_path):
+    settings = _copy(loaded, tmp_path)
+    assert needs_build(settings, AS_OF)
+    build_snapshots(settings, AS_OF, history=3)
+    first = load_snapshots(settings).sort(["as_of", "customer_id"])
+    build_snapshots(settings, AS_OF, history=3)
+    again = load_snapshots(settings).sort(["as_of", "customer_id"])
+    assert first.equals(again)
+    assert sorted(first["as_of"].unique()) == [date(2025, 2, 28), date(2025, 3, 31), AS_OF]
+    assert not needs_build(settings, AS_OF)
+    changed = load_settings(home=settings.home, environ={"CHURN_FEATURES__TIERS__GOLD": "60"})
+    assert needs_build(changed, AS_OF)
+    assert (Path(settings.home) / "features" / "feature_dictionary.csv").exists()
+    assert (Path(settings.home) / "features" / f"customer_snapshot_{AS_OF}.parquet").exists()
+
+
+def test_dictionary_covers_every_feature_column(loaded, tmp_path):
+    settings = _copy(loaded, tmp_path)
+    snap = _snapshot(settings)
+    names = {s.name for s in feature_specs(settings.features)}
+    meta = {
+        "segment",
+        "payment_type",
+        "region",
+        "plan_id",
+        "enterprise_grade",
+        "value_tier",
+        "lifecycle_stage",
+        "monthly_spend",
+    }
+    assert set(feature_columns(snap.columns)) - meta == names
+    for spec in feature_specs(settings.features):
+        assert spec.description and spec.sources
+        if spec.reason_template:
+            spec.reason_template.format(value=1.5)  # every template formats a number
+
+
+def _eval(sql: str, rows: list[dict]) -> list[str]:
+    frame = pl.DataFrame(rows)
+    con = duckdb.connect()
+    con.register("t", frame)
+    return [r[0] for r in con.execute(f"SELECT {sql} FROM t").fetchall()]
+
+
+def test_value_tiers_on_hand_built_cases():
+    cfg = FeaturesConfig()
+    spends = [0.0, 34.99, 35.0, 69.9, 70.0, 119.0, 120.0, 500.0]
+    assert _eval(tier_case(cfg), [{"monthly_spend": s} for s in spends]) == [
+        "basic",
+        "basic",
+        "silver",
+        "silver",
+        "gold",
+        "gold",
+        "diamond",
+        "diamond",
+    ]
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    spend=st.floats(0, 1000, allow_nan=False),
+    cuts=st.tuples(st.floats(1, 100), st.floats(1, 100), st.floats(1, 100)).map(sorted),
+)
+def test_tier_is_monotone_in_spend(spend, cuts):
+    silver, gold, diamond = cuts
+    if not (diamond > gold > silver):
+        return
+    cfg = FeaturesConfig(tiers={"silver": silver, "gold": gold, "diamond": diamond})
+    order = ["basic", "silver", "gold", "diamond"]
+    low, high = _eval(
+        tier_case(cfg), [{"monthly_spend": spend}, {"monthly_spend": spend * 1.5 + 1}]
+    )
+    assert order.index(high) >= order.index(low)
+    expected = (
+        "diamond"
+        if spend >= diamond
+        else "gold"
+        if spend >= gold
+        else "silver"
+        if spend >= silver
+        else "basic"
+    )
+    assert low == expected
+
+
+def test_lifecycle_rules_on_hand_built_cases():
+    cfg = FeaturesConfig()
+    rows = [
+        {
+            "tenure_days": 30,
+            "data_trend_30v60": -0.9,
+            "voice_trend_30v60": -0.9,
+            "spend_trend_30v60": -0.9,
+            "payment_type": "postpaid",
+        },
+        {
+            "tenure_days": 800,
+            "data_trend_30v60": -0.4,
+            "voice_trend_30v60": -0.3,
+            "spend_trend_30v60": 0.0,
+            "payment_type": "prepaid",
+        },
+        {
+            "tenure_days": 800,
+            "data_trend_30v60": 0.0,
+            "voice_trend_30v60": 0.0,
+            "spend_trend_30v60": -0.3,
+            "payment_type": "postpaid",
+        },
+        {
+            "tenure_days": 200,
+            "data_trend_30v60": 0.0,
+            "voice_trend_30v60": 0.0,
+            "spend_trend_30v60": 0.0,
+            "payment_type": "postpaid",
+        },
+        {
+            "tenure_days": 900,
+            "data_trend_30v60": 0.0,
+            "voice_trend_30v60": 0.0,
+            "spend_trend_30v60": 0.2,
+            "payment_type": "postpaid",
+        },
+        {
+            "tenure_days": 900,
+            "data_trend_30v60": 0.01,
+            "voice_trend_30v60": 0.0,
+            "spend_trend_30v60": 0.0,
+            "payment_type": "postpaid",
+        },
+    ]
+    assert _eval(lifecycle_case(cfg), rows) == [
+        "development",
+        "decline",
+        "decline",
+        "growth",
+        "growth",
+        "maturity",
+    ]
+
+
+@hsettings(max_examples=80, deadline=None)
+@given(
+    as_of=st.dates(date(2020, 1, 1), date(2030, 12, 1)).map(
+        lambda d: (d.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    ),
+    history=st.integers(1, 24),
+    horizon=st.sampled_from([30, 60, 90]),
+)
+def test_out_of_time_split_never_overlaps_label_windows(as_of, history, horizon):
+    dates = monthly_as_of_dates(as_of, history)
+    assert len(dates) == history and dates[-1] == as_of and dates == sorted(set(dates))
+    try:
+        train, valid = out_of_time_split(dates, as_of, horizon)
+    except ValueError:
+        assert all(d > as_of - timedelta(days=horizon) for d in dates)
+        return
+    assert valid == as_of
+    assert all(d + timedelta(days=horizon) <= valid for d in train)
+
+
+def test_latest_matured_picks_the_newest_complete_label():
+    dates = monthly_as_of_dates(date(2025, 6, 30), 6)
+    assert latest_matured(dates, date(2025, 6, 30), 30) == date(2025, 5, 31)
+    assert latest_matured(dates, date(2025, 6, 30), 90) == date(2025, 3, 31)
+    assert latest_matured(dates, date(2025, 2, 1), 90) is None
