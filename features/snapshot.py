@@ -64,7 +64,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             out.append(
                 _f(
                     f"{col}_{w}d",
-                    f"{agg}({col}) FILTER (WHERE usage_date > {T} - {w})",
+                    f"CAST({agg}({col}) FILTER (WHERE usage_date > {T} - {w}) AS DOUBLE)",
                     f"{label} over the last {w} days",
                     ["usage_daily"],
                     w,

@@ -56,9 +56,11 @@ def build_frame(
         f"CREATE OR REPLACE TEMP TABLE _labels AS {labels_sql(f.horizons_days, f.serious_arrears_days)}",
         {"data_end": end},
     )
-    return con.sql(
+    frame = con.sql(
         "SELECT s.*, l.* EXCLUDE (customer_id, as_of) FROM _snap s JOIN _labels l USING (customer_id, as_of)"
     ).pl()
+    # Fixed-point results of SQL arithmetic become plain floats for the models.
+    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
 
 
 def build_snapshots(
@@ -93,10 +95,11 @@ def build_snapshots(
         con.execute("BEGIN")
         try:
             existing = con.execute(
-                "SELECT column_name FROM information_schema.columns"
+                "SELECT column_name, data_type FROM information_schema.columns"
                 " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
             ).fetchall()
-            if existing and [c[0] for c in existing] != snap.columns:
+            incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
+            if existing and [tuple(c) for c in existing] != incoming:
                 # The feature set changed (config or code): older snapshots must be rebuilt.
                 con.execute("DROP TABLE feat.customer_snapshot")
                 con.execute("DELETE FROM feat.build_log")

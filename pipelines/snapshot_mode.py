@@ -51,7 +51,7 @@ def read_table(path: Path) -> pl.DataFrame:
 def prepare(
     frame: pl.DataFrame, target: str, positive: str, id_col: str | None, drop: list[str]
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
-    for col in [c for c in [id_col, *drop] if c]:
+    for col in [c for c in [target, id_col, *drop] if c]:
         if col not in frame.columns:
             raise InputError(
                 f"column {col!r} not found; columns are: {', '.join(frame.columns[:30])}"
