@@ -165,10 +165,18 @@ class ContactPolicy(Section):
 
 class RetentionConfig(Section):
     value_horizon_months: int = Field(12, ge=1)
+    margin_rate: float = Field(
+        0.35, gt=0.0, le=1.0, description="Share of spend that is margin: value saved = margin."
+    )
     budget: float = Field(20_000.0, ge=0.0)
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
-    min_expected_value: float = 0.0
+    min_expected_value: float = 1.0
     contact_within_days: int = Field(14, ge=1)
+    reason_match_boost: float = Field(
+        1.5,
+        ge=1.0,
+        description="Acceptance multiplier when an offer addresses the customer's reasons.",
+    )
     weak_grades: list[CreditGrade] = ["D", "E"]
     collections_max_tier: ValueTier = "silver"
     offers: list[Offer] = []

@@ -1,0 +1,270 @@
+"""The retention decision policy: eligibility, credit gating, offer and channel choice, budget, control group.
+
+Expected value of contacting a customer with an offer:
+    EV = P(churn) × P(accept | offer, segment, reasons) × value saved
+         − P(accept) × offer cost − contact cost
+An offer's cost is paid only when it is taken up, so it is weighted by the acceptance rate; the
+contact itself is always paid. Where an uplift estimate per offer exists it replaces
+P(churn) × P(accept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+from configs.schema import RetentionConfig
+
+TIER_ORDER = {"basic": 0, "silver": 1, "gold": 2, "diamond": 3}
+DIGITAL = ("sms", "app", "email")
+LIST_COLUMNS = (
+    "list_id",
+    "as_of",
+    "customer_id",
+    "segment",
+    "value_tier",
+    "lifecycle_stage",
+    "churn_probability",
+    "risk_decile",
+    "credit_grade",
+    "value",
+    "offer",
+    "channel",
+    "accept_probability",
+    "expected_value",
+    "offer_cost",
+    "contact_cost",
+    "reasons",
+    "control_flag",
+    "contact_by",
+)
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    retention_list: pl.DataFrame
+    collections: pl.DataFrame
+    excluded: dict[str, int]
+    budget_used: float
+
+
+def exclusions(candidates: pl.DataFrame, cfg: RetentionConfig, as_of: date) -> pl.DataFrame:
+    """Why each customer may not be contacted (None = eligible), first reason wins."""
+    weak = pl.col("credit_grade").is_in(cfg.weak_grades)
+    low_value = (
+        pl.col("value_tier").replace_strict(TIER_ORDER, default=0)
+        <= TIER_ORDER[cfg.collections_max_tier]
+    )
+    cooldown_start = as_of - timedelta(days=cfg.contact_policy.cooldown_days)
+    return candidates.with_columns(
+        pl.when(weak & low_value)
+        .then(pl.lit("collections"))
+        .when(pl.col("do_not_contact"))
+        .then(pl.lit("do_not_contact"))
+        .when(pl.col("marketing_opt_out"))
+        .then(pl.lit("opted_out"))
+        .when(
+            pl.col("last_contact_date").is_not_null()
+            & (pl.col("last_contact_date") > cooldown_start)
+        )
+        .then(pl.lit("cool_down"))
+        .when(pl.col("contacts_in_period") >= cfg.contact_policy.max_contacts)
+        .then(pl.lit("contact_cap"))
+        .otherwise(None)
+        .alias("excluded_reason")
+    )
+
+
+def offer_options(eligible: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
+    """Every (customer, allowed offer) pair with its acceptance probability and expected value."""
+    frames = []
+    groups = pl.concat_list(["reason_group_1", "reason_group_2", "reason_group_3"])
+    weak = pl.col("credit_grade").is_in(cfg.weak_grades)
+    for offer in cfg.offers:
+        allowed = (
+            pl.col("segment").is_in(offer.segments)
+            & pl.col("value_tier").is_in(offer.tiers)
+            & pl.col("credit_grade").is_in(offer.credit_grades)
+        )
+        if offer.device_subsidy or offer.extends_credit:
+            allowed = allowed & ~weak  # weak credit: no subsidies, nothing that extends credit
+        matches = groups.list.eval(pl.element().is_in(offer.reasons)).list.any()
+        accept = (
+            pl.when(matches)
+            .then(min(offer.accept_rate * cfg.reason_match_boost, 0.95))
+            .otherwise(offer.accept_rate)
+        )
+        part = eligible.filter(allowed).with_columns(
+            pl.lit(offer.name).alias("offer"),
+            pl.lit(float(offer.cost)).alias("offer_cost"),
+            accept.alias("accept_probability"),
+        )
+        uplift_col = f"uplift_{offer.name}"
+        if uplift_col in part.columns:
+            saved = pl.col(uplift_col).fill_null(
+                pl.col("churn_probability") * pl.col("accept_probability")
+            )
+        else:
+            saved = pl.col("churn_probability") * pl.col("accept_probability")
+        frames.append(
+            part.with_columns(
+                (
+                    saved * pl.col("value") - pl.col("accept_probability") * pl.col("offer_cost")
+                ).alias("_gain")
+            )
+        )
+    if not frames:
+        return eligible.head(0)
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def channel_preferences(segment: str, tier: str) -> list[str]:
+    """Enterprise and government → account manager; diamond → call; others by cost, call first."""
+    if segment in ("enterprise", "government"):
+        return ["account_manager", "outbound_call", "email"]
+    if tier == "diamond":
+        return ["outbound_call", "sms", "app"]
+    if tier == "gold":
+        return ["outbound_call", "sms", "app", "email"]
+    return ["sms", "app", "email"]
+
+
+def assign_control(frame: pl.DataFrame, share: float, seed: int) -> pl.Series:
+    """A random share of each (value tier × risk decile) stratum, reproducible from the seed."""
+    rng = np.random.default_rng(seed)
+    u = pl.Series("_u", rng.random(frame.height))
+    ranked = (
+        frame.select("value_tier", "risk_decile")
+        .with_columns(u)
+        .with_columns(
+            pl.col("_u").rank("ordinal").over(["value_tier", "risk_decile"]).alias("_r"),
+            pl.len().over(["value_tier", "risk_decile"]).alias("_n"),
+        )
+    )
+    # Stochastic rounding keeps the expected share exact even in small strata.
+    quota = (ranked["_n"] * share + pl.Series(rng.random(frame.height))).floor()
+    return (ranked["_r"] <= quota).alias("control_flag")
+
+
+def decide(
+    customers: pl.DataFrame,
+    cfg: RetentionConfig,
+    as_of: date,
+    list_id: str,
+    seed: int,
+    budget: float | None = None,
+) -> PolicyResult:
+    """Choose who gets which offer through which channel within budget and capacity."""
+    budget = cfg.budget if budget is None else budget
+    base = customers.with_columns(
+        (pl.col("monthly_spend").fill_null(0.0) * cfg.margin_rate * cfg.value_horizon_months).alias(
+            "value"
+        )
+    )
+    flagged = exclusions(base, cfg, as_of)
+    excluded = dict(
+        flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
+        .value_counts()
+        .iter_rows()
+    )
+    collections = flagged.filter(pl.col("excluded_reason") == "collections").select(
+        "customer_id", pl.lit("low value and weak credit grade").alias("reason")
+    )
+    eligible = flagged.filter(pl.col("excluded_reason").is_null())
+    options = offer_options(eligible, cfg)
+    if options.is_empty():
+        return PolicyResult(_empty_list(), collections, excluded, 0.0)
+    best = options.sort(["customer_id", "_gain", "offer"], descending=[False, True, False]).unique(
+        "customer_id", keep="first", maintain_order=True
+    )
+    channels = cfg.channels
+    best = best.with_columns(
+        pl.Series(
+            "_prefs",
+            [
+                channel_preferences(s, t)
+                for s, t in zip(best["segment"], best["value_tier"], strict=True)
+            ],
+        )
+    )
+    # Rank by expected value per unit of cost with the first-choice channel's cost.
+    first_cost = (
+        best["_prefs"]
+        .list.first()
+        .replace_strict({k: v.cost for k, v in channels.items()}, default=0.0)
+    )
+    best = best.with_columns(first_cost.alias("_contact_cost"))
+    best = best.with_columns(
+        (pl.col("_gain") - pl.col("_contact_cost")).alias("expected_value"),
+        (pl.col("accept_probability") * pl.col("offer_cost") + pl.col("_contact_cost")).alias(
+            "_cost"
+        ),
+    ).filter(pl.col("expected_value") > cfg.min_expected_value)
+    best = best.with_columns(
+        (pl.col("expected_value") / pl.col("_cost").clip(lower_bound=1e-6)).alias("_efficiency")
+    ).sort(["_efficiency", "customer_id"], descending=[True, False])
+    best = best.with_columns(assign_control(best, cfg.control_share, seed))
+
+    remaining = {k: v.capacity for k, v in channels.items()}
+    spent = 0.0
+    chosen_channel: list[str | None] = []
+    contact_cost: list[float] = []
+    keep: list[bool] = []
+    for prefs, control, offer_cost, accept, gain in zip(
+        best["_prefs"],
+        best["control_flag"],
+        best["offer_cost"],
+        best["accept_probability"],
+        best["_gain"],
+        strict=True,
+    ):
+        channel = next((c for c in prefs if c in channels and remaining[c] > 0), None)
+        if channel is None:
+            keep.append(False)
+            chosen_channel.append(None)
+            contact_cost.append(0.0)
+            continue
+        cost = channels[channel].cost + accept * offer_cost
+        if (
+            gain - channels[channel].cost <= cfg.min_expected_value
+            or spent + (0 if control else cost) > budget
+        ):
+            keep.append(False)
+            chosen_channel.append(None)
+            contact_cost.append(0.0)
+            continue
+        if not control:
+            spent += cost
+            remaining[channel] -= 1
+        keep.append(True)
+        chosen_channel.append(channel)
+        contact_cost.append(channels[channel].cost)
+    n = len(keep)
+    best = (
+        best.head(n)
+        .with_columns(
+            pl.Series("_keep", keep),
+            pl.Series("channel", chosen_channel, dtype=pl.Utf8),
+            pl.Series("contact_cost", contact_cost),
+        )
+        .filter(pl.col("_keep"))
+    )
+    best = best.with_columns(
+        (pl.col("_gain") - pl.col("contact_cost")).alias("expected_value"),
+        pl.concat_str(
+            [pl.col("reason_1"), pl.col("reason_2"), pl.col("reason_3")],
+            separator="; ",
+            ignore_nulls=True,
+        ).alias("reasons"),
+        pl.lit(list_id).alias("list_id"),
+        pl.lit(as_of).alias("as_of"),
+        pl.lit(as_of + timedelta(days=cfg.contact_within_days)).alias("contact_by"),
+    )
+    return PolicyResult(best.select(LIST_COLUMNS), collections, excluded, round(spent, 2))
+
+
+def _empty_list() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.Utf8 for c in LIST_COLUMNS})
