@@ -11,6 +11,7 @@ validated config (integers and floats), never from free text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from configs.schema import FeaturesConfig
@@ -210,6 +211,11 @@ def derived_features() -> list[Feature]:
     ]
 
 
+def bill_window(days: int) -> int:
+    """Bills are monthly: a window this long holds exactly days/30 bills whatever the month lengths."""
+    return math.ceil(days * 365.25 / 360) + 1
+
+
 def billing_features(tier_window: int) -> list[Feature]:
     months = tier_window / 30.0
     return [
@@ -241,22 +247,23 @@ def billing_features(tier_window: int) -> list[Feature]:
         ),
         _f(
             "invoice_spend_window",
-            f"sum(amount) FILTER (WHERE issue_date > {T} - {tier_window}) / {months}",
+            f"sum(amount) FILTER (WHERE issue_date > {T} - {bill_window(tier_window)}) / {months}",
             f"average monthly billed spend over {tier_window} days",
             ["invoices"],
             tier_window,
         ),
         _f(
             "invoice_spend_30d",
-            f"sum(amount) FILTER (WHERE issue_date > {T} - 30)",
-            "billed in the last 30 days",
+            f"sum(amount) FILTER (WHERE issue_date > {T} - {bill_window(30)})",
+            "billed in the last month",
             ["invoices"],
             30,
         ),
         _f(
             "invoice_spend_prev60",
-            f"sum(amount) FILTER (WHERE issue_date > {T} - 90 AND issue_date <= {T} - 30)",
-            "billed in the 60 days before the last 30",
+            f"sum(amount) FILTER (WHERE issue_date > {T} - {bill_window(90)}"
+            f" AND issue_date <= {T} - {bill_window(30)})",
+            "billed in the two months before the last",
             ["invoices"],
             60,
         ),

@@ -190,13 +190,6 @@ def evaluate_task(settings: Settings, list_id: str) -> Any:
     return evaluate_list(settings, list_id)
 
 
-@task(cache_policy=NO_CACHE)
-def uplift_task(settings: Settings) -> Any:
-    from pipelines.evaluation import train_uplift
-
-    return train_uplift(settings)
-
-
 # --- stage flows ----------------------------------------------------------------------------
 
 
@@ -315,13 +308,15 @@ def lists_to_evaluate(settings: Settings) -> list[str]:
 def evaluate_flow(
     home: str | None = None, config: list[str] | None = None, list_id: str | None = None
 ):
-    """Evaluate played-out campaigns against their control groups; refresh the uplift model."""
+    """Evaluate played-out campaigns against their control groups."""
     settings = resolve_settings(home, config)
     with _locked(settings, "evaluate"):
         ids = [list_id] if list_id else lists_to_evaluate(settings)
-        results = {i: as_record(evaluate_task(settings, i)) for i in ids}
-        uplift = uplift_task(settings) if ids else None
-        return {"lists": results, "uplift": as_record(uplift)}
+        results = {}
+        for i in ids:
+            report = evaluate_task(settings, i)
+            results[i] = {f"{w}d": as_record(report.overall(w)) for w in (30, 100)}
+        return {"lists": results}
 
 
 # --- the monthly retention cycle ------------------------------------------------------------
