@@ -60,6 +60,8 @@ def main(
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for chatty in ("httpx", "httpcore", "alembic", "prefect.server"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     ctx.obj = State(home=home, config_files=list(config or []))
 
 

@@ -107,7 +107,6 @@ def register(app: typer.Typer) -> None:
         typer.echo("")
         typer.echo("Next:")
         typer.echo(f"  churn --home {home} status          # tables, loads, quarantine")
-        typer.echo(f"  churn --home {home} dashboard       # retention cockpit in the browser")
         typer.echo(
             f"  uv run mlflow ui --backend-store-uri {wd.tracking_uri(settings)}   # MLflow UI"
         )
