@@ -807,6 +807,8 @@ def labels_sql(horizons: list[int], serious_days: int) -> str:
     """Labels for (customer_id, as_of) rows of temp table `_snap`, using only data after as_of.
 
     NULL when the horizon reaches beyond $data_end (not matured) or, for default, for prepaid.
+    Arrears are observed at month ends, so the default window reaches one day further: a
+    30-day horizon from 30 September must see the 31 October position.
     """
     parts = []
     for h in horizons:
@@ -823,7 +825,7 @@ def labels_sql(horizons: list[int], serious_days: int) -> str:
         parts.append(
             f"""CASE WHEN s.as_of + {h} > CAST($data_end AS DATE) OR s.payment_type <> 'postpaid' THEN NULL
              WHEN EXISTS (SELECT 1 FROM raw.collections cl WHERE cl.customer_id = s.customer_id
-                          AND cl.snapshot_date > s.as_of AND cl.snapshot_date <= s.as_of + {h}
+                          AND cl.snapshot_date > s.as_of AND cl.snapshot_date <= s.as_of + {h} + 1
                           AND (cl.days_past_due >= {int(serious_days)} OR cl.write_off))
              THEN 1 ELSE 0 END AS default_{h}d"""
         )

@@ -25,6 +25,9 @@ BASE_PARAMS: dict[str, Any] = {
     "bagging_freq": 1,
     "max_cat_to_onehot": 8,
     "cat_smooth": 20.0,
+    # Same data and seed must give the same model: resumed cycles reproduce their lists.
+    "deterministic": True,
+    "force_row_wise": True,
 }
 # Well-regularised defaults: good out of the box on small tables, a sane start for tuning.
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -51,23 +51,21 @@ def serve_once(settings: Settings, config_files: list[str] | None = None) -> dic
 
 
 async def _serve_once(deployments: list[Any]) -> dict[str, str]:
+    """One runner per deployment, one after the other: stages share the work-dir lock."""
     from prefect.client.orchestration import get_client
     from prefect.runner import Runner
 
-    runner = Runner(name="churn-serve-once", query_seconds=1, prefetch_seconds=60)
-    ids = [await runner.aadd_deployment(d) for d in deployments]
-    runs = {}
-    async with get_client() as client:
-        # In ephemeral mode the flow-run subprocesses must report to this process's temporary
-        # server, not start servers of their own.
-        os.environ.setdefault("PREFECT_API_URL", str(client.api_url).rstrip("/"))
-        for dep, dep_id in zip(deployments, ids, strict=True):
-            run = await client.create_flow_run_from_deployment(dep_id)
-            runs[dep.name] = run.id
-    await runner.start(run_once=True)
     states = {}
-    async with get_client() as client:
-        for name, run_id in runs.items():
-            run = await client.read_flow_run(run_id)
-            states[name] = run.state.name if run.state else "unknown"
+    for dep in deployments:
+        runner = Runner(name=f"churn-once-{dep.name}", query_seconds=1, prefetch_seconds=60)
+        dep_id = await runner.aadd_deployment(dep)
+        async with get_client() as client:
+            # In ephemeral mode the flow-run subprocess must report to this process's temporary
+            # server, not start a server of its own.
+            os.environ.setdefault("PREFECT_API_URL", str(client.api_url).rstrip("/"))
+            run = await client.create_flow_run_from_deployment(dep_id)
+        await runner.start(run_once=True)
+        async with get_client() as client:
+            final = await client.read_flow_run(run.id)
+        states[dep.name] = final.state.name if final.state else "unknown"
     return states

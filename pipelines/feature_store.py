@@ -59,8 +59,11 @@ def build_frame(
     frame = con.sql(
         "SELECT s.*, l.* EXCLUDE (customer_id, as_of) FROM _snap s JOIN _labels l USING (customer_id, as_of)"
     ).pl()
-    # Fixed-point results of SQL arithmetic become plain floats for the models.
-    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+    # Fixed-point results of SQL arithmetic become plain floats for the models, and floats are
+    # rounded: parallel aggregation sums in varying order, and the last bits must not change a
+    # model (or a resumed cycle's list).
+    frame = frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+    return frame.with_columns(pl.col(pl.Float64, pl.Float32).round(6))
 
 
 def build_snapshots(
@@ -173,10 +176,11 @@ def load_snapshots(
     try:
         if as_of_dates:
             return con.sql(
-                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of)",
+                # A fixed row order: training must not depend on how DuckDB scheduled the scan.
+                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of) ORDER BY as_of, customer_id",
                 params=[as_of_dates],
             ).pl()
-        return con.sql("SELECT * FROM feat.customer_snapshot").pl()
+        return con.sql("SELECT * FROM feat.customer_snapshot ORDER BY as_of, customer_id").pl()
     except duckdb.CatalogException:
         raise InputError("no feature snapshots yet: run `churn features --as-of DATE`") from None
     finally:

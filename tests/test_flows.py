@@ -1,0 +1,201 @@
+"""Prefect flows end to end on a small simulated operator: cycle, resume, lock, artifact, serve."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.errors import WorkdirError
+from pipelines.workdir import Workdir
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+simulator: {customers: 1500, months: 10}
+models: {trials: 2, horizon_days: 30, num_boost_round: 150, early_stopping_rounds: 20}
+orchestration: {history_months: 4}
+"""
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, Path]:
+    """A simulated operator's landing files and the config for small, quick cycles."""
+    from simulator import simulate
+
+    root = tmp_path_factory.mktemp("world")
+    config = root / "small.yaml"
+    config.write_text(CONFIG)
+    settings = load_settings([config], home=root / "template", environ={})
+    simulate(settings.simulator, root / "template", seed=settings.seed)
+    return root / "template", config
+
+
+def _fresh_home(world: tuple[Path, Path], tmp_path: Path) -> tuple[str, list[str]]:
+    template, config = world
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    return str(home), [str(config)]
+
+
+def _list_rows(home: str) -> list[tuple]:
+    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            "SELECT list_id, customer_id, offer, channel, control_flag"
+            " FROM retention.retention_lists ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def completed_cycle(world, prefect_harness, tmp_path_factory):
+    """One uninterrupted cycle: the reference for resume and idempotence tests."""
+    from pipelines.flows import retention_cycle
+
+    home, config = _fresh_home(world, tmp_path_factory.mktemp("reference"))
+    summary = retention_cycle(home=home, config=config)
+    return home, config, summary
+
+
+def test_cycle_runs_every_stage_and_publishes_a_list(completed_cycle):
+    home, _, summary = completed_cycle
+    for stage in ("features", "train", "score", "target", "monitor", "evaluate"):
+        assert stage in summary, stage
+    rows = _list_rows(home)
+    assert rows, "the cycle published no retention list"
+    assert any(r[4] for r in rows), "no control group on the list"
+    list_dir = Path(home) / "lists" / rows[0][0]
+    assert (list_dir / "manifest.json").exists()
+
+
+def test_rerun_skips_completed_stages_and_duplicates_nothing(completed_cycle, prefect_harness):
+    from pipelines.flows import retention_cycle
+
+    home, config, _ = completed_cycle
+    before = _list_rows(home)
+    summary = retention_cycle(home=home, config=config)
+    for stage in ("features", "train", "score", "target", "monitor"):
+        assert summary[stage].get("skipped"), f"{stage} ran again"
+    assert _list_rows(home) == before
+
+
+def test_resume_after_failure_gives_the_same_list(
+    world, completed_cycle, prefect_harness, tmp_path, monkeypatch
+):
+    import pipelines.targeting as targeting
+    from pipelines.flows import ledger, retention_cycle
+
+    home, config = _fresh_home(world, tmp_path)
+    real = targeting.build_retention_list
+
+    def broken(*args, **kwargs):
+        raise OSError("disk went away mid-cycle")
+
+    monkeypatch.setattr(targeting, "build_retention_list", broken)
+    with pytest.raises(Exception, match="disk went away"):
+        retention_cycle(home=home, config=config)
+    settings = load_settings([Path(c) for c in config], home=home, environ={})
+    done = ledger(settings, _as_of(home))
+    assert {"features", "train", "score"} <= set(done) and "target" not in done
+
+    monkeypatch.setattr(targeting, "build_retention_list", real)
+    summary = retention_cycle(home=home, config=config)
+    assert summary["features"].get("skipped") and summary["score"].get("skipped")
+    reference_home = completed_cycle[0]
+    strip = lambda rows: [r[1:] for r in rows]  # noqa: E731 - list ids embed the same as-of
+    assert strip(_list_rows(home)) == strip(_list_rows(reference_home))
+
+
+def _as_of(home: str):
+    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT max(as_of) FROM feat.customer_snapshot").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_second_concurrent_cycle_is_refused(completed_cycle, prefect_harness):
+    from pipelines.flows import retention_cycle
+
+    home, config, _ = completed_cycle
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from pipelines.lock import run_lock\n"
+            "with run_lock(Path(sys.argv[1]), 'retention cycle'):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+            str(Workdir(Path(home)).lock_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(WorkdirError, match="another run holds the lock"):
+            retention_cycle(home=home, config=config)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_cycle_publishes_a_markdown_artifact(completed_cycle, prefect_harness):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    _, _, summary = completed_cycle
+    key = f"retention-cycle-{summary['as_of']}"
+
+    async def read():
+        async with get_client() as client:
+            body = {
+                "artifacts": {"key": {"any_": [key]}},
+                "limit": 5,
+                "offset": 0,
+                "sort": "CREATED_DESC",
+            }
+            response = await client._client.post("/artifacts/filter", json=body)
+            response.raise_for_status()
+            return response.json()
+
+    artifacts = asyncio.run(read())
+    assert artifacts, "no cycle artifact"
+    data = artifacts[0]["data"]
+    assert "Retention cycle" in data and "list id" in data
+    assert summary["target"]["list_id"] in data
+
+
+def test_serve_once_runs_each_deployment(completed_cycle, tmp_path):
+    home, config, _ = completed_cycle
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--home", home, "-c", config[0], "serve", "--once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("daily-ingest", "monthly-cycle", "monthly-evaluation"):
+        assert f"{name}: Completed" in proc.stdout
