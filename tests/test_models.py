@@ -1,0 +1,236 @@
+"""Models: metrics against hand-computed values, behaviour of the trained model, the promotion gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from configs.schema import PromotionConfig
+from features.dictionary import FeatureSpec
+from models import lgbm, metrics
+from models.promotion import decide
+from models.reasons import reason_codes
+
+
+def test_lift_gains_ks_on_a_hand_computed_case():
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    p = np.linspace(1.0, 0.1, 10)  # ranked exactly as listed
+    assert metrics.top_decile_lift(y, p) == pytest.approx(1 / 0.3)
+    gains = metrics.gains_table(y, p, bins=5)
+    assert [g["cumulative_gain"] for g in gains] == pytest.approx([2 / 3, 1.0, 1.0, 1.0, 1.0])
+    # KS: after the top four, TPR = 1 and FPR = 1/7
+    assert metrics.ks_statistic(y, p) == pytest.approx(1 - 1 / 7)
+
+
+def test_empc_of_a_perfect_model_matches_the_closed_form():
+    y = np.array([1] * 25 + [0] * 75)
+    p = y.astype(float)
+    value, fraction = metrics.empc(
+        y, p, clv=200, incentive_cost=10, contact_cost=1, alpha=6, beta=14
+    )
+    # Target exactly the churners: profit = CLV (γ(1-δ) - φ) π0, positive for γ > φ/(1-δ).
+    delta, phi, pi0 = 10 / 200, 1 / 200, 0.25
+    cut = phi / (1 - delta)
+    ev = stats.beta.expect(
+        lambda g: 200 * (g * (1 - delta) - phi) * pi0, args=(6, 14), lb=cut, ub=1
+    )
+    assert value == pytest.approx(ev, rel=2e-3)
+    assert fraction == pytest.approx(0.25 * (1 - stats.beta.cdf(cut, 6, 14)), rel=2e-3)
+
+
+def test_empc_of_a_random_model_is_what_targeting_everyone_or_nobody_earns():
+    rng = np.random.default_rng(0)
+    y = (rng.random(50_000) < 0.2).astype(int)
+    value, _ = metrics.empc(y, rng.random(50_000))
+    delta, phi, pi0 = 10 / 200, 1 / 200, y.mean()
+    # With no ranking power the best choice for each γ is all or nothing.
+    closed = stats.beta.expect(
+        lambda g: max(0.0, 200 * ((g * (1 - delta) - phi) * pi0 - (delta + phi) * (1 - pi0))),
+        args=(6, 14),
+    )
+    assert value == pytest.approx(closed, abs=0.35)
+    good, _ = metrics.empc(y, y + rng.random(50_000) * 0.5)
+    assert good > value + 5
+
+
+def test_metrics_refuse_a_single_class():
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.summary(np.zeros(10), np.linspace(0, 1, 10))
+
+
+def _toy(n: int, seed: int) -> tuple[pl.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    complaints = rng.poisson(0.5, n).astype(float)
+    trend = rng.normal(0, 0.3, n)
+    seg = rng.choice(["individual", "family", "enterprise"], n)
+    logit = -3 + 0.9 * complaints - 2.5 * trend + (seg == "individual") * 0.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "complaints_90d": complaints,
+            "data_trend_30v60": trend,
+            "segment": seg,
+        }
+    )
+    return frame, y
+
+
+COLS = ["complaints_90d", "data_trend_30v60", "segment"]
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    train, y_train = _toy(6000, 1)
+    valid, y_valid = _toy(2000, 2)
+    return lgbm.fit(train, y_train, valid, y_valid, COLS, num_boost_round=300, calibration="auto")
+
+
+def test_more_complaints_and_falling_usage_score_higher(toy_model):
+    base = pl.DataFrame(
+        {
+            "customer_id": ["A"],
+            "complaints_90d": [0.0],
+            "data_trend_30v60": [0.0],
+            "segment": ["family"],
+        }
+    )
+    worse = base.with_columns(
+        pl.lit(3.0).alias("complaints_90d"), pl.lit(-0.6).alias("data_trend_30v60")
+    )
+    assert toy_model.predict(worse)[0] > toy_model.predict(base)[0]
+
+
+def test_customer_id_does_not_matter(toy_model):
+    frame, _ = _toy(300, 5)
+    renamed = frame.with_columns(pl.format("X{}", pl.int_range(pl.len())).alias("customer_id"))
+    assert np.array_equal(toy_model.predict(frame), toy_model.predict(renamed))
+
+
+def test_unseen_category_is_scored_not_crashed(toy_model):
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["A"],
+            "complaints_90d": [1.0],
+            "data_trend_30v60": [0.0],
+            "segment": ["martian"],
+        }
+    )
+    assert 0 <= toy_model.predict(frame)[0] <= 1
+
+
+def test_reason_codes_name_the_drivers(toy_model):
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["A"],
+            "complaints_90d": [4.0],
+            "data_trend_30v60": [-0.5],
+            "segment": ["family"],
+        }
+    )
+    specs = {
+        "complaints_90d": FeatureSpec(
+            "complaints_90d",
+            "tickets",
+            "INTEGER",
+            ("tickets",),
+            90,
+            "complaints",
+            "{value:.0f} complaints in 90 days",
+        ),
+        "data_trend_30v60": FeatureSpec(
+            "data_trend_30v60",
+            "trend",
+            "DOUBLE",
+            ("usage_daily",),
+            90,
+            "usage_down",
+            "data usage {value:+.0%} vs previous 60 days",
+        ),
+    }
+    phrases, groups = reason_codes(
+        toy_model.contributions(frame), {c: frame[c].to_numpy() for c in COLS}, COLS, specs, k=2
+    )
+    assert set(phrases[0]) == {"4 complaints in 90 days", "data usage -50% vs previous 60 days"}
+    assert set(groups[0]) == {"complaints", "usage_down"}
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        ({"pr_auc": 0.50, "brier": 0.05}, None, True),
+        ({"pr_auc": 0.50, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, False),
+        ({"pr_auc": 0.55, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, True),
+        ({"pr_auc": 0.521, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, False),  # below margin
+        (
+            {"pr_auc": 0.60, "brier": 0.09},
+            {"pr_auc": 0.52, "brier": 0.05},
+            False,
+        ),  # calibration worse
+    ],
+)
+def test_gate_never_promotes_a_worse_model(challenger, champion, promote):
+    rule = PromotionConfig(primary_metric="pr_auc", margin=0.01, brier_tolerance=0.005)
+    assert decide(challenger, champion, rule).promote is promote
+
+
+def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
+    from pipelines.snapshot_mode import run_snapshot
+
+    out = tmp_path / "metrics.json"
+    result = run_snapshot(
+        make_settings(),
+        shared_data / "ibm_telco.csv",
+        "Churn",
+        "Yes",
+        id_col="customerID",
+        metrics_out=out,
+    )
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {
+        "roc_auc",
+        "pr_auc",
+        "top_decile_lift",
+        "brier",
+        "ks",
+        "empc",
+        "n_rows",
+        "positive_rate",
+    }
+    assert saved["n_rows"] == 7043 and saved["positive_rate"] == pytest.approx(0.2654, abs=1e-3)
+    assert saved["roc_auc"] > 0.83
+    assert result.run_id
+
+
+@pytest.mark.parametrize(
+    ("target", "positive", "message"),
+    [("Churnx", "Yes", "column 'Churnx' not found"), ("Churn", "Maybe", "single class")],
+)
+def test_snapshot_mode_bad_target_is_a_clear_error(
+    shared_data, make_settings, target, positive, message
+):
+    from pipelines.errors import InputError
+    from pipelines.snapshot_mode import run_snapshot
+
+    with pytest.raises(InputError, match=message):
+        run_snapshot(make_settings(), shared_data / "ibm_telco.csv", target, positive, track=False)
+
+
+def test_snapshot_mode_reads_hostile_csv(tmp_path: Path, make_settings):
+    from pipelines.snapshot_mode import run_snapshot
+
+    rng = np.random.default_rng(0)
+    rows = ["id,amount,flag,junk,target"]
+    for i in range(400):
+        amount = "?" if i % 17 == 0 else f" {rng.normal(100, 30):.1f} "
+        label = "Yes" if rng.random() < 0.3 + 0.002 * (i % 100) else "No"
+        rows.append(f"{i},{amount},{'True' if i % 3 else 'False'},,{label}")
+    path = tmp_path / "hostile.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = run_snapshot(make_settings(), path, "target", "Yes", id_col="id", track=False)
+    assert 0 <= result.metrics["roc_auc"] <= 1 and result.metrics["n_rows"] == 400
