@@ -1,0 +1,223 @@
+"""Retention policy: budget and capacity hold, exclusions hold, control group is fair, stats are right."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from pipelines.config import load_settings
+from retention.evaluation import compare, roi
+from retention.masking import mask_ids
+from retention.policy import decide
+
+AS_OF = date(2025, 6, 30)
+
+
+def customers(n: int, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    groups = ["complaints", "usage_down", "bill_shock", "price", "contract_end", None]
+    return pl.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "churn_probability": rng.beta(1, 8, n),
+            "risk_decile": rng.integers(1, 11, n).astype(np.int32),
+            "credit_grade": rng.choice(list("ABCDE"), n, p=[0.5, 0.2, 0.15, 0.1, 0.05]),
+            "credit_pd": rng.random(n) * 0.3,
+            "reason_1": ["2 complaints in 90 days"] * n,
+            "reason_2": ["data usage -40% vs previous 60 days"] * n,
+            "reason_3": pl.Series([None] * n, dtype=pl.Utf8),
+            "reason_group_1": pl.Series(
+                rng.choice(np.array(groups, dtype=object), n).tolist(), dtype=pl.Utf8
+            ),
+            "reason_group_2": pl.Series(
+                rng.choice(np.array(groups, dtype=object), n).tolist(), dtype=pl.Utf8
+            ),
+            "reason_group_3": pl.Series([None] * n, dtype=pl.Utf8),
+            "churn_model_version": ["3"] * n,
+            "credit_model_version": ["2"] * n,
+            "segment": rng.choice(
+                ["individual", "family", "enterprise", "government"], n, p=[0.6, 0.25, 0.1, 0.05]
+            ),
+            "value_tier": rng.choice(["basic", "silver", "gold", "diamond"], n),
+            "lifecycle_stage": rng.choice(["growth", "maturity", "decline"], n),
+            "monthly_spend": rng.gamma(3, 25, n),
+            "marketing_opt_out": rng.random(n) < 0.05,
+            "do_not_contact": rng.random(n) < 0.03,
+            "last_contact_date": pl.Series(
+                [
+                    AS_OF - timedelta(days=int(d)) if d < 60 else None
+                    for d in rng.integers(0, 200, n)
+                ],
+                dtype=pl.Date,
+            ),
+            "contacts_in_period": rng.integers(0, 3, n),
+        }
+    )
+
+
+@pytest.fixture
+def cfg():
+    return load_settings(environ={}).retention
+
+
+def run(cfg, frame, budget=None, seed=7, **overrides):
+    cfg = cfg.model_copy(update=overrides) if overrides else cfg
+    return decide(frame, cfg, AS_OF, "L-test", seed, budget)
+
+
+def test_budget_and_channel_capacity_are_never_exceeded(cfg):
+    frame = customers(4000)
+    channels = {k: v.model_copy(update={"capacity": 40}) for k, v in cfg.channels.items()}
+    result = run(cfg, frame, budget=1500.0, channels=channels)
+    rl = result.retention_list
+    treated = rl.filter(~pl.col("control_flag"))
+    spent = (treated["contact_cost"] + treated["accept_probability"] * treated["offer_cost"]).sum()
+    assert spent <= 1500.0 + 1e-6 and result.budget_used == pytest.approx(spent, abs=0.01)
+    assert treated["channel"].value_counts()["count"].max() <= 40
+    assert rl.height > 0
+
+
+def test_nobody_excluded_is_on_the_list(cfg):
+    frame = customers(3000)
+    rl = run(cfg, frame).retention_list
+    on = frame.filter(pl.col("customer_id").is_in(rl["customer_id"].implode()))
+    assert not on["do_not_contact"].any() and not on["marketing_opt_out"].any()
+    cooled = on.filter(
+        pl.col("last_contact_date") > AS_OF - timedelta(days=cfg.contact_policy.cooldown_days)
+    )
+    assert cooled.is_empty()
+    assert (on["contacts_in_period"] < cfg.contact_policy.max_contacts).all()
+    weak_low = on.filter(
+        pl.col("credit_grade").is_in(["D", "E"]) & pl.col("value_tier").is_in(["basic", "silver"])
+    )
+    assert weak_low.is_empty()
+
+
+def test_weak_credit_gets_no_subsidy_or_credit_offers_and_poor_low_value_go_to_collections(cfg):
+    frame = customers(3000)
+    result = run(cfg, frame)
+    rl = result.retention_list
+    credit_offers = {o.name for o in cfg.offers if o.device_subsidy or o.extends_credit}
+    weak = rl.filter(pl.col("credit_grade").is_in(cfg.weak_grades))
+    assert not set(weak["offer"]) & credit_offers
+    expected = frame.filter(
+        pl.col("credit_grade").is_in(["D", "E"]) & pl.col("value_tier").is_in(["basic", "silver"])
+    )
+    assert set(result.collections["customer_id"]) == set(expected["customer_id"])
+
+
+def test_enterprise_goes_through_account_managers(cfg):
+    rl = run(cfg, customers(3000)).retention_list.filter(~pl.col("control_flag"))
+    business = rl.filter(pl.col("segment").is_in(["enterprise", "government"]))
+    assert business.height and set(business["channel"]) <= {
+        "account_manager",
+        "outbound_call",
+        "email",
+    }
+    assert (business["channel"] == "account_manager").mean() > 0.8
+
+
+def test_control_group_is_reproducible_stratified_and_never_offered(cfg):
+    frame = customers(6000)
+    a = run(cfg, frame, seed=11).retention_list
+    b = run(cfg, frame, seed=11).retention_list
+    assert a.equals(b)
+    c = run(cfg, frame, seed=12).retention_list
+    assert set(a.filter(pl.col("control_flag"))["customer_id"]) != set(
+        c.filter(pl.col("control_flag"))["customer_id"]
+    )
+    share = a["control_flag"].mean()
+    assert 0.06 < share < 0.14
+    by_tier = a.group_by("value_tier").agg(pl.col("control_flag").mean())
+    assert (by_tier["control_flag"] > 0.03).all()
+    # control customers consume no budget and no channel capacity
+    assert result_cost(a.filter(pl.col("control_flag"))) > 0  # they would have cost something
+    treated_only = run(cfg, frame, seed=11, control_share=0.0).retention_list
+    assert treated_only["control_flag"].sum() == 0
+
+
+def result_cost(rows: pl.DataFrame) -> float:
+    return float((rows["contact_cost"] + rows["accept_probability"] * rows["offer_cost"]).sum())
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(budget=st.floats(0, 5000), n=st.integers(20, 400), seed=st.integers(0, 10_000))
+def test_budget_holds_for_any_budget(budget, n, seed):
+    cfg = load_settings(environ={}).retention
+    rl = decide(customers(n, seed), cfg, AS_OF, "L", seed, budget).retention_list
+    if rl.height:
+        assert result_cost(rl.filter(~pl.col("control_flag"))) <= budget + 1e-6
+        assert (rl["expected_value"] > cfg.min_expected_value).all()
+
+
+def test_masking_is_salted_and_stable():
+    ids = pl.Series(["C1", "C2", "C1"])
+    a, b = mask_ids(ids, "salt-a"), mask_ids(ids, "salt-b")
+    assert a[0] == a[2] and a[0] != a[1] and a[0] != b[0]
+    assert not any("C1" in k for k in a)
+    with pytest.raises(ValueError):
+        mask_ids(ids, "")
+
+
+def test_evaluation_statistics_against_hand_computed_values():
+    r = compare(treated_n=1000, treated_churned=50, control_n=500, control_churned=40)
+    assert r["treated_churn_rate"] == 0.05 and r["control_churn_rate"] == 0.08
+    assert r["difference"] == pytest.approx(0.03)
+    se = (0.05 * 0.95 / 1000 + 0.08 * 0.92 / 500) ** 0.5
+    assert r["ci_low"] == pytest.approx(0.03 - 1.96 * se) and r["ci_high"] == pytest.approx(
+        0.03 + 1.96 * se
+    )
+    # χ² for [[50, 950], [40, 460]] without continuity correction
+    from scipy.stats import chi2
+
+    expected = np.outer([1000, 500], [90, 1410]) / 1500
+    observed = np.array([[50, 950], [40, 460]])
+    assert r["p_value"] == pytest.approx(chi2.sf(((observed - expected) ** 2 / expected).sum(), 1))
+    assert r["incremental_saves"] == pytest.approx(30.0)
+    assert roi(30.0, 100.0, 1000.0) == pytest.approx(2.0)
+    assert roi(1.0, 1.0, 0.0) is None
+
+
+def test_list_is_published_masked_owner_only_and_reproducible(tmp_path):
+    """Targeting end to end on stored scores: masked exports, 0600 files, same list id twice."""
+    import duckdb
+
+    from pipelines.contracts import TABLES, raw_table_ddl
+    from pipelines.targeting import build_retention_list
+
+    settings = load_settings(home=tmp_path / "home", environ={})
+    frame = customers(500)
+    (tmp_path / "home").mkdir()
+    con = duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"))
+    con.execute("CREATE SCHEMA raw; CREATE SCHEMA scores; CREATE SCHEMA feat")
+    for t in ("customers", "contacts"):
+        con.execute(raw_table_ddl(TABLES[t]))
+    con.register("f", frame)
+    con.execute(
+        "CREATE TABLE scores.customer_scores AS SELECT customer_id, DATE '2025-06-30' AS as_of, churn_probability,"
+        " risk_decile, credit_pd, credit_grade, 0.0 AS credit_limit, churn_model_version, credit_model_version,"
+        " reason_1, reason_2, reason_3, reason_group_1, reason_group_2, reason_group_3 FROM f"
+    )
+    con.execute(
+        "CREATE TABLE feat.customer_snapshot AS SELECT customer_id, DATE '2025-06-30' AS as_of, segment,"
+        " value_tier, lifecycle_stage, monthly_spend FROM f"
+    )
+    con.close()
+    first = build_retention_list(settings, AS_OF)
+    second = build_retention_list(settings, AS_OF)
+    assert first.list_id == second.list_id and first.rows == second.rows > 0
+    exported = pl.read_parquet(first.paths["parquet"])
+    assert "customer_id" not in exported.columns
+    assert not set(exported["customer_key"]) & set(frame["customer_id"])
+    for path in first.paths.values():
+        assert (Path(path).stat().st_mode & 0o777) == 0o600
+    con = duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM retention.retention_lists").fetchone()[0] == first.rows
+    con.close()
