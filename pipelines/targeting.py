@@ -16,7 +16,7 @@ import polars as pl
 from configs.schema import Settings
 from pipelines.config import config_hash
 from pipelines.errors import InputError
-from pipelines.workdir import Workdir, atomic_path, atomic_write_text, connect
+from pipelines.workdir import Workdir, atomic_path, atomic_write_text, audit, connect
 from retention.masking import mask_ids
 from retention.policy import decide
 
@@ -115,13 +115,6 @@ def list_identity(
     return f"L{as_of.strftime('%Y%m%d')}-{digest[:8]}", int(digest[8:16], 16)
 
 
-def _audit(settings: Settings, line: str) -> None:
-    wd = Workdir.from_settings(settings).ensure()
-    fd = os.open(wd.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, OWNER_ONLY)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
-
-
 def build_retention_list(
     settings: Settings, as_of: date, budget: float | None = None, reveal_reason: str | None = None
 ) -> ListReport:
@@ -204,7 +197,9 @@ def export_list(
     os.chmod(folder, 0o700)
     out = rl.drop("customer_id") if reveal_reason is None else rl
     if reveal_reason is not None:
-        _audit(settings, f"reveal list {manifest['list_id']}: {reveal_reason}")
+        audit(
+            Workdir.from_settings(settings), f"reveal list {manifest['list_id']}: {reveal_reason}"
+        )
     out = out.select(
         [
             "list_id",

@@ -8,7 +8,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ from models.promotion import decide
 from pipelines.errors import ConfigError, InputError
 from pipelines.feature_store import feature_columns, load_snapshots
 from pipelines.tracking import experiment_client, git_commit
-from pipelines.workdir import Workdir
+from pipelines.workdir import Workdir, audit
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +269,6 @@ def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.Trained
     return loaded.unwrap_python_model().trained, str(mv.version)
 
 
-def _audit(settings: Settings, line: str) -> None:
-    wd = Workdir.from_settings(settings).ensure()
-    with wd.audit_log.open("a", encoding="utf-8") as fh:
-        fh.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
-
-
 def promote(
     settings: Settings,
     model: Literal["churn", "credit"],
@@ -309,8 +303,8 @@ def promote(
         if not reason:
             raise InputError("--force needs --reason: overriding the gate is audited")
         explanation = f"FORCED ({reason}) despite: {decision.explanation}"
-        _audit(
-            settings,
+        audit(
+            Workdir.from_settings(settings),
             f"force-promote {name} v{c_version}: {reason}; gate said: {decision.explanation}",
         )
     client.set_model_version_tag(name, c_version, "gate", explanation)

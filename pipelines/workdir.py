@@ -116,3 +116,13 @@ def atomic_path(target: Path, mode: int | None = None) -> Iterator[Path]:
 def atomic_write_text(target: Path, text: str, mode: int | None = None) -> None:
     with atomic_path(target, mode) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def audit(workdir: Workdir, line: str) -> None:
+    """Append a line to the owner-only audit log (reveals, forced promotions)."""
+    from datetime import datetime
+
+    workdir.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workdir.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
