@@ -1,0 +1,64 @@
+"""The drift gate decides ok / warn / retrain from drift and realised-performance figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from configs.schema import DriftGate
+from models.drift_gate import DriftMetrics, decide
+
+GATE = DriftGate(
+    drifted_share_warn=0.2,
+    drifted_share_retrain=0.4,
+    prediction_drift_retrain=0.1,
+    auc_drop_retrain=0.05,
+)
+
+
+@pytest.mark.parametrize(
+    ("m", "status"),
+    [
+        (DriftMetrics(0.05, 0.01, 0.80, 0.80), "ok"),
+        (DriftMetrics(0.25, 0.01), "warn"),
+        (DriftMetrics(0.45, 0.01), "retrain"),
+        (DriftMetrics(0.05, 0.30), "retrain"),
+        (DriftMetrics(0.05, 0.01, 0.70, 0.80), "retrain"),
+        (DriftMetrics(0.05, 0.01, 0.78, 0.80), "ok"),
+        (DriftMetrics(0.25, None, None, None), "warn"),
+    ],
+)
+def test_gate_branches(m, status):
+    decision = decide(m, GATE)
+    assert decision.status == status
+    assert decision.reasons
+
+
+def test_retrain_reasons_name_every_trigger():
+    decision = decide(DriftMetrics(0.5, 0.2, 0.6, 0.8), GATE)
+    text = " ".join(decision.reasons)
+    assert "features drifted" in text and "prediction drift" in text and "realised AUC" in text
+
+
+def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from pipelines.monitoring import _evidently, _feature_drift
+
+    rng = np.random.default_rng(0)
+    ref = pl.DataFrame({f"f{i}": rng.normal(0, 1, 600) for i in range(6)}).with_columns(
+        pl.Series("segment", rng.choice(["a", "b"], 600))
+    )
+    cur = ref.sample(600, seed=1, with_replacement=True).with_columns(
+        pl.col("f0") + 2.0, pl.col("f1") * 3
+    )
+    result, paths = _evidently(ref, cur, tmp_path, "2025-01-31")
+    share, rows = _feature_drift(result)
+    drifted = {r["feature"] for r in rows if r["drifted"]}
+    assert {"f0", "f1"} <= drifted and "f3" not in drifted
+    assert share == pytest.approx(len(drifted) / 7)
+    assert all(p.endswith(".html") for p in paths)
+    same, _ = _feature_drift(
+        _evidently(ref, ref.sample(600, seed=2, with_replacement=True), tmp_path, "x")[0]
+    )
+    assert same < 0.3
