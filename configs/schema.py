@@ -131,6 +131,9 @@ class ScoringConfig(Section):
     # PD upper bounds for grades A..D; anything above the last bound is E.
     credit_grade_cutoffs: list[float] = [0.02, 0.05, 0.10, 0.20]
     credit_limit: CreditLimitRule = CreditLimitRule()
+    # Reason codes (TreeSHAP) cost far more than scores: explain the riskier deciles only,
+    # where retention actually acts.
+    reason_code_min_decile: int = Field(6, ge=1, le=10)
 
     @field_validator("credit_grade_cutoffs")
     @classmethod

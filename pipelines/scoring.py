@@ -62,22 +62,28 @@ def score_frame(snap: pl.DataFrame, churn_model, credit_model, settings: Setting
     p = churn_model.predict(snap)
     pd_ = credit_model.predict(snap)
     grades = credit_grades(pd_, settings.scoring.credit_grade_cutoffs)
-    contrib = churn_model.contributions(snap)
-    cols = churn_model.features.columns
-    specs = {s.name: s for s in feature_specs(settings.features)}
-    needed = {
-        cols[i]
-        for i in np.unique(np.argsort(-contrib[:, :-1], axis=1)[:, : settings.models.reason_codes])
-    }
-    values = {c: snap[c].to_numpy() for c in needed}
-    phrases, groups = reason_codes(contrib, values, cols, specs, k=settings.models.reason_codes)
+    deciles = risk_deciles(p)
+    explain = np.flatnonzero(deciles >= settings.scoring.reason_code_min_decile)
+    k = settings.models.reason_codes
+    phrases: list[list[str]] = [[] for _ in range(snap.height)]
+    groups: list[list[str | None]] = [[] for _ in range(snap.height)]
+    if explain.size:
+        subset = snap[explain]
+        contrib = churn_model.contributions(subset)
+        cols = churn_model.features.columns
+        specs = {s.name: s for s in feature_specs(settings.features)}
+        top = np.unique(np.argsort(-contrib[:, :-1], axis=1)[:, :k])
+        values = {cols[i]: subset[cols[i]].to_numpy() for i in top}
+        sub_p, sub_g = reason_codes(contrib, values, cols, specs, k=k)
+        for row, ph, gr in zip(explain, sub_p, sub_g, strict=True):
+            phrases[row], groups[row] = ph, gr
     pad = lambda rows, j: [r[j] if len(r) > j else None for r in rows]
     return pl.DataFrame(
         {
             "customer_id": snap["customer_id"],
             "as_of": snap["as_of"],
             "churn_probability": p,
-            "risk_decile": risk_deciles(p),
+            "risk_decile": deciles,
             "credit_pd": pd_,
             "credit_grade": grades,
             "credit_limit": credit_limits(snap["monthly_spend"].to_numpy(), grades, settings),
