@@ -602,10 +602,7 @@ class World:
             )
             tops = pl.DataFrame(
                 {
-                    "topup_id": np.char.add(
-                        np.char.add("TOP", tag.replace("-", "")),
-                        np.char.zfill(np.arange(top_owner.size).astype(str), 8),
-                    ),
+                    "topup_id": _seq_ids("TOP", tag, top_owner.size, 8),
                     "customer_id": ids[top_owner],
                     "topup_ts": pl.Series(ts.astype("datetime64[us]")).cast(pl.Datetime("us")),
                     "amount": rng.choice(
@@ -685,10 +682,7 @@ class World:
             repeat = (order_in_month > 0) | (day - last_tk <= 30)
             tickets = pl.DataFrame(
                 {
-                    "ticket_id": np.char.add(
-                        np.char.add("TK", tag.replace("-", "")),
-                        np.char.zfill(np.arange(tk_owner.size).astype(str), 7),
-                    ),
+                    "ticket_id": _seq_ids("TK", tag, tk_owner.size, 7),
                     "customer_id": ids[tk_owner],
                     "opened_ts": pl.Series(opened.astype("datetime64[us]")).cast(pl.Datetime("us")),
                     "resolved_ts": pl.Series(
@@ -888,6 +882,13 @@ class World:
             else 0.0,
             "active": n_active,
         }
+
+
+def _seq_ids(prefix: str, tag: str, n: int, width: int) -> np.ndarray:
+    """Row ids unique within a month's export: PREFIX + YYYYMM + zero-padded sequence."""
+    return np.char.add(
+        f"{prefix}{tag.replace('-', '')}", np.char.zfill(np.arange(n).astype(str), width)
+    )
 
 
 def _fit_intercept(z: np.ndarray, target: float) -> float:

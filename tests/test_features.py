@@ -14,7 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from configs.schema import FeaturesConfig, SimulatorConfig
-from features.snapshot import feature_specs, lifecycle_case, tier_case
+from features.snapshot import META_COLUMNS, feature_specs, lifecycle_case, tier_case
 from features.split import latest_matured, monthly_as_of_dates, out_of_time_split
 from pipelines.config import load_settings
 from pipelines.contracts import TABLES
@@ -157,16 +157,7 @@ def test_dictionary_covers_every_feature_column(loaded, tmp_path):
     settings = _copy(loaded, tmp_path)
     snap = _snapshot(settings)
     names = {s.name for s in feature_specs(settings.features)}
-    meta = {
-        "segment",
-        "payment_type",
-        "region",
-        "plan_id",
-        "enterprise_grade",
-        "value_tier",
-        "lifecycle_stage",
-        "monthly_spend",
-    }
+    meta = set(META_COLUMNS) - {"customer_id", "as_of"}
     assert set(feature_columns(snap.columns)) - meta == names
     for spec in feature_specs(settings.features):
         assert spec.description and spec.sources
