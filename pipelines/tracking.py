@@ -19,7 +19,8 @@ def experiment_client(settings: Settings):
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # MLflow's own notices (pickling advice, "created version N") would drown the CLI output.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     wd = Workdir.from_settings(settings)
     uri = wd.tracking_uri(settings)

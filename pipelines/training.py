@@ -7,6 +7,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,12 @@ class PromotionResult:
     promoted: bool
     champion_version: str | None
     explanation: str
+
+
+# The wrapper takes polars or pandas frames, so MLflow's type-hint validation does not apply.
+warnings.filterwarnings(
+    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
+)
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):
@@ -96,7 +103,10 @@ def training_frames(
             "`churn features --as-of DATE --history K`"
         )
     dates = sorted(snap["as_of"].unique().to_list())
-    train_dates, valid_date = out_of_time_split(dates, dates[-1], settings.models.horizon_days)
+    try:
+        train_dates, valid_date = out_of_time_split(dates, dates[-1], settings.models.horizon_days)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     train = snap.filter(pl.col("as_of").is_in(train_dates))
     valid = snap.filter(pl.col("as_of") == valid_date)
     for name, part in (("training", train), ("validation", valid)):
