@@ -1,0 +1,265 @@
+"""Model benchmarks: quality on the shared public data sets, training and batch scoring speed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# (name, train file, test file or None, target, positive, id column, task, ROC-AUC target)
+QUALITY = [
+    ("IBM Telco (5-fold)", "ibm_telco.csv", None, "Churn", "Yes", "customerID", "churn", 0.85),
+    (
+        "BigML churn (80 → 20)",
+        "bigml_churn_80.csv",
+        "bigml_churn_20.csv",
+        "Churn",
+        "True",
+        None,
+        "churn",
+        0.92,
+    ),
+    (
+        "German credit (5-fold)",
+        "german_credit.csv",
+        None,
+        "classification",
+        "0",
+        None,
+        "credit",
+        0.79,
+    ),
+    (
+        "Taiwan credit default (5-fold)",
+        "taiwan_credit_default.csv",
+        None,
+        "default.payment.next.month",
+        "1",
+        "ID",
+        "credit",
+        0.78,
+    ),
+]
+
+# Snapshot-shaped synthetic features with real dictionary names (so reason phrases are real).
+NUMERIC = [
+    "complaints_30d",
+    "complaints_90d",
+    "sla_breaches_90d",
+    "data_trend_30v60",
+    "voice_trend_30v60",
+    "dropped_call_rate_30d",
+    "days_to_contract_end",
+    "tenure_days",
+    "handset_age_months",
+    "overage_last",
+    "late_payments_180d",
+    "unpaid_due_bills",
+    "days_past_due_last",
+    "topup_failures_30d",
+    "port_out_request_30d",
+    "data_allowance_use_30d",
+    "data_mb_30d",
+    "voice_min_30d",
+    "active_days_30d",
+    "bill_last",
+]
+CATEGORICAL = {
+    "segment": ["individual", "family", "enterprise", "government"],
+    "payment_type": ["prepaid", "postpaid"],
+    "region": ["north", "south", "east", "west", "capital"],
+    "plan_id": [f"P{i}" for i in range(12)],
+    "value_tier": ["diamond", "gold", "silver", "basic"],
+    "lifecycle_stage": ["development", "growth", "maturity", "decline"],
+}
+
+
+def synthetic(n: int, seed: int) -> pl.DataFrame:
+    """n customers with snapshot columns and churn/default labels driven by a few features."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, np.ndarray] = {name: rng.gamma(2.0, 1.0, n) for name in NUMERIC}
+    cols["complaints_30d"] = rng.poisson(0.3, n).astype(float)
+    cols["data_trend_30v60"] = rng.normal(0, 0.3, n)
+    cols["unpaid_due_bills"] = rng.poisson(0.2, n).astype(float)
+    churn_logit = -3 + 0.8 * cols["complaints_30d"] - 2.5 * cols["data_trend_30v60"]
+    default_logit = -3.5 + 1.1 * cols["unpaid_due_bills"] + 0.2 * cols["late_payments_180d"]
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i:07d}" for i in range(n)],
+            "as_of": [date(2025, 6, 30)] * n,
+            **{k: rng.choice(v, n) for k, v in CATEGORICAL.items()},
+            "enterprise_grade": [None] * n,
+            "monthly_spend": rng.gamma(4, 10, n),
+            **cols,
+            "churn_90d": (rng.random(n) < 1 / (1 + np.exp(-churn_logit))).astype(np.int32),
+            "default_90d": (rng.random(n) < 1 / (1 + np.exp(-default_logit))).astype(np.int32),
+        },
+        schema_overrides={"enterprise_grade": pl.Utf8},
+    )
+    return frame
+
+
+def quality(settings, trials: int) -> list[dict]:
+    from pipelines.snapshot_mode import run_snapshot
+
+    rows = []
+    for name, data, test, target, positive, id_col, task, goal in QUALITY:
+        r = run_snapshot(
+            settings,
+            DATA / data,
+            target,
+            positive,
+            id_col=id_col,
+            test=DATA / test if test else None,
+            task=task,
+            trials=trials,
+            track=False,
+        )
+        m = r.metrics
+        rows.append(
+            {
+                "data": name,
+                "rows": int(m["n_rows"]),
+                "roc_auc": m["roc_auc"],
+                "target": goal,
+                "pass": m["roc_auc"] >= goal,
+                "pr_auc": m["pr_auc"],
+                "lift": m["top_decile_lift"],
+                "brier": m["brier"],
+                "ks": m["ks"],
+                "empc": m.get("empc"),
+                "seconds": r.seconds,
+            }
+        )
+        print(f"{name}: ROC-AUC {m['roc_auc']:.4f} (target {goal}) in {r.seconds:.1f} s")
+    return rows
+
+
+def speed(settings, train_rows: int, score_rows: int) -> dict:
+    from models import lgbm
+    from pipelines.feature_store import feature_columns
+    from pipelines.scoring import score_frame
+
+    train = synthetic(train_rows, 1)
+    valid = synthetic(max(train_rows // 4, 1000), 2)
+    cols = feature_columns(train.columns)
+    cfg = settings.models
+    t = time.perf_counter()
+    churn = lgbm.fit(
+        train,
+        train["churn_90d"].to_numpy().astype(float),
+        valid,
+        valid["churn_90d"].to_numpy().astype(float),
+        cols,
+        None,
+        cfg.num_boost_round,
+        cfg.early_stopping_rounds,
+        cfg.calibration,
+        refit=True,
+    )
+    train_seconds = time.perf_counter() - t
+    credit = lgbm.fit(
+        train,
+        train["default_90d"].to_numpy().astype(float),
+        valid,
+        valid["default_90d"].to_numpy().astype(float),
+        cols,
+        None,
+        cfg.num_boost_round,
+        cfg.early_stopping_rounds,
+        cfg.calibration,
+        refit=True,
+    )
+    big = synthetic(score_rows, 3)
+    t = time.perf_counter()
+    scored = score_frame(big, churn, credit, settings)
+    score_seconds = time.perf_counter() - t
+    explained = scored["reason_1"].drop_nulls().len()
+    out = {
+        "train_rows": train_rows,
+        "features": len(cols),
+        "churn_trees": churn.best_iteration,
+        "train_seconds": round(train_seconds, 2),
+        "score_rows": score_rows,
+        "score_seconds": round(score_seconds, 2),
+        "rows_per_second": round(score_rows / score_seconds),
+        "rows_with_reasons": explained,
+        "reason_code_min_decile": settings.scoring.reason_code_min_decile,
+    }
+    print(
+        f"train {train_rows:,} rows × {len(cols)} features: {train_seconds:.1f} s "
+        f"({churn.best_iteration} trees); score {score_rows:,} rows: {score_seconds:.1f} s "
+        f"({explained:,} with reason codes)"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=1, help="Optuna trials (1 = defaults)")
+    parser.add_argument("--train-rows", type=int, default=200_000)
+    parser.add_argument("--score-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from pipelines.config import load_settings
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out: dict = {
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "trials": args.trials,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(home=Path(tmp), environ={})
+        if not args.skip_quality:
+            out["quality"] = quality(settings, args.trials)
+        if not args.skip_speed:
+            out["speed"] = speed(settings, args.train_rows, args.score_rows)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"models_{stamp}.json").write_text(json.dumps(out, indent=2))
+    lines = []
+    if "quality" in out:
+        lines += [
+            f"Quality (trials={args.trials})",
+            "",
+            "| data | rows | ROC-AUC | target | pass | PR-AUC | lift@10% | Brier | KS | EMPC | s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in out["quality"]:
+            empc = f"{r['empc']:.2f}" if r["empc"] is not None else "—"
+            lines.append(
+                f"| {r['data']} | {r['rows']:,} | {r['roc_auc']:.4f} | {r['target']} | "
+                f"{'yes' if r['pass'] else 'NO'} | {r['pr_auc']:.4f} | {r['lift']:.2f} | "
+                f"{r['brier']:.4f} | {r['ks']:.3f} | {empc} | {r['seconds']:.1f} |"
+            )
+    if "speed" in out:
+        s = out["speed"]
+        lines += [
+            "",
+            "| train rows | features | trees | train s | score rows | score s | rows/s | with reasons |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {s['train_rows']:,} | {s['features']} | {s['churn_trees']} | {s['train_seconds']} | "
+            f"{s['score_rows']:,} | {s['score_seconds']} | {s['rows_per_second']:,} | "
+            f"{s['rows_with_reasons']:,} |",
+        ]
+    (RESULTS / f"models_{stamp}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    failed = [r["data"] for r in out.get("quality", []) if not r["pass"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
