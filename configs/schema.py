@@ -166,6 +166,18 @@ class ContactPolicy(Section):
     period_days: int = Field(90, ge=1)
 
 
+class UpliftConfig(Section):
+    """Uplift model from evaluated campaigns; the policy ranks by it once it is champion."""
+
+    enabled: bool = True
+    horizon_days: int = Field(60, ge=7, le=365, description="Churn window after contact.")
+    holdout_share: float = Field(0.25, gt=0.0, lt=0.9)
+    min_list_rows: int = Field(200, ge=20, description="Campaign rows needed before training.")
+    min_qini: float = Field(
+        0.0, description="Held-out Qini coefficient a model needs to become champion."
+    )
+
+
 class RetentionConfig(Section):
     value_horizon_months: int = Field(12, ge=1)
     margin_rate: float = Field(
@@ -186,6 +198,7 @@ class RetentionConfig(Section):
     channels: dict[Channel, ChannelConfig] = {}
     contact_policy: ContactPolicy = ContactPolicy()
     mask_keys: bool = True
+    uplift: UpliftConfig = UpliftConfig()
 
 
 class DriftGate(Section):
@@ -200,6 +213,21 @@ class DriftGate(Section):
 class MonitoringConfig(Section):
     gate: DriftGate = DriftGate()
     max_reference_rows: int = 20_000
+    reference: Literal["validation", "training"] = Field(
+        "validation",
+        description="Champion's out-of-time validation snapshot (out-of-sample predictions) "
+        "or its training snapshots.",
+    )
+    exclude_features: list[str] = Field(
+        default_factory=lambda: [
+            "tenure_days",
+            "days_to_contract_end",
+            "handset_age_months",
+            "days_since_*",
+        ],
+        description="Features that move with the calendar by construction (glob patterns); "
+        "left out of the drifted share so ageing alone never triggers a retrain.",
+    )
 
 
 class Schedules(Section):

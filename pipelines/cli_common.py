@@ -53,6 +53,8 @@ def prepare_prefect_env(settings: Settings) -> None:
     from pipelines.workdir import Workdir
 
     wd = Workdir.from_settings(settings)
+    # Prefect creates its home at import without parents and warns when it cannot.
+    wd.prefect_home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(wd.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

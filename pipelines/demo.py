@@ -48,14 +48,21 @@ def prepare_home(settings: Settings, fresh: bool) -> Workdir:
     import shutil
 
     wd = Workdir.from_settings(settings)
-    if wd.home.exists() and any(wd.home.iterdir()):
+    # Prefect's home is made before this runs (at import); it is not data.
+    if wd.home.exists() and any(p != wd.prefect_home for p in wd.home.iterdir()):
         if not (wd.home / DEMO_MARKER).exists():
             raise WorkdirError(
                 f"{wd.home} already holds data that the demo did not create; "
                 "pass --home with an empty or new folder"
             )
         if fresh:
-            shutil.rmtree(wd.home)
+            for p in wd.home.iterdir():
+                if p == wd.prefect_home:
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
     wd.ensure()
     (wd.home / DEMO_MARKER).write_text("created by churn demo\n")
     return wd
@@ -89,7 +96,8 @@ def run_demo(
     home = str(wd.home)
     for i in range(settings.demo.cycles):
         say(
-            f"cycle {i + 1}/{settings.demo.cycles}: ingest, features, train, score, target, monitor, evaluate"
+            f"cycle {i + 1}/{settings.demo.cycles}: ingest, features, train, score, uplift, "
+            "target, monitor, evaluate"
         )
         result = retention_cycle(home=home, config=files)
         summary.cycles.append(result)
@@ -99,6 +107,9 @@ def run_demo(
             f"{target.get('treated')} treated + {target.get('control')} control, "
             f"drift {(result.get('monitor') or {}).get('decision')}"
         )
+        uplift = result.get("uplift") or {}
+        if uplift.get("explanation"):
+            say(f"  uplift: {uplift['explanation']}")
         say("  playing the campaign forward one month in the simulator")
         advance(wd.home, months=1, treatments=treatments_for(settings, target["list_id"]))
     ingest_flow(home=home, config=files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import time
@@ -92,10 +93,20 @@ def _feature_drift(result: dict) -> tuple[float, list[dict]]:
     return share, rows
 
 
+def reference_dates(params: dict[str, str], kind: str) -> list[date]:
+    """The champion's reference snapshots from its run parameters."""
+    key = "validation_as_of" if kind == "validation" else "train_as_of"
+    return [date.fromisoformat(d) for d in params.get(key, "").split(",") if d]
+
+
+def excluded(feature: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(feature, p) for p in patterns)
+
+
 def monitor(
     settings: Settings, as_of: date, reference_as_of: list[date] | None = None
 ) -> MonitorReport:
-    """Compare the champion's training data with the snapshot at as_of; decide ok / warn / retrain."""
+    """Compare the champion's reference snapshot with the one at as_of; decide ok / warn / retrain."""
     started = time.perf_counter()
     wd = Workdir.from_settings(settings).ensure()
     model, version = load_bundle(settings, "churn", "champion")
@@ -103,26 +114,30 @@ def monitor(
     mv = client.get_model_version_by_alias("churn", "champion")
     run = client.get_run(mv.run_id)
     if reference_as_of is None:
-        reference_as_of = [
-            date.fromisoformat(d) for d in run.data.params.get("train_as_of", "").split(",") if d
-        ]
+        reference_as_of = reference_dates(run.data.params, settings.monitoring.reference)
     if not reference_as_of:
         raise InputError("no reference period: pass --reference DATE")
     reference_auc = run.data.metrics.get("roc_auc")
     features = model.features.columns
-    rng_seed = settings.seed
     ref = load_snapshots(settings, reference_as_of)
     if ref.height > settings.monitoring.max_reference_rows:
-        ref = ref.sample(settings.monitoring.max_reference_rows, seed=rng_seed)
+        ref = ref.sample(settings.monitoring.max_reference_rows, seed=settings.seed)
     cur = load_snapshots(settings, [as_of])
     if cur.is_empty():
         raise InputError(f"no snapshot for {as_of}: run `churn features --as-of {as_of}`")
-    # Columns empty on either side carry no distribution to compare.
+    # Columns empty on either side carry no distribution to compare; calendar-driven ones
+    # (tenure, days to contract end) move every month by construction and are not drift.
     usable = [
-        c for c in features if ref[c].null_count() < ref.height and cur[c].null_count() < cur.height
+        c
+        for c in features
+        if ref[c].null_count() < ref.height
+        and cur[c].null_count() < cur.height
+        and not excluded(c, settings.monitoring.exclude_features)
     ]
     result, paths = _evidently(ref.select(usable), cur.select(usable), wd.reports, as_of)
     share, per_feature = _feature_drift(result)
+    # The validation reference is out-of-sample for the champion, like the current month;
+    # in-sample training predictions are sharper and would read as drift on their own.
     p_ref, p_cur = model.predict(ref), model.predict(cur)
     prediction_drift = float(wasserstein_distance(p_ref, p_cur) / max(np.std(p_ref), 1e-9))
 
