@@ -1,4 +1,4 @@
-"""CLI commands: target, evaluate."""
+"""CLI commands: target, evaluate, uplift."""
 
 from __future__ import annotations
 
@@ -62,3 +62,25 @@ def register(app: typer.Typer) -> None:
                 f" [{row['ci_low']:+.2%}, {row['ci_high']:+.2%}] p={row['p_value']:.3f}"
                 f" saves {row['incremental_saves']:.1f} cost {row['cost']:.0f} ROI {roi}{status}"
             )
+
+    @app.command("uplift")
+    def uplift_cmd(
+        ctx: typer.Context,
+        as_of: Annotated[
+            str | None, typer.Option(help="Use campaigns matured by this date (default: all).")
+        ] = None,
+    ) -> None:
+        """Train the uplift model on evaluated campaigns and report its held-out Qini."""
+        from pipelines.cli_ops import parse_date
+        from pipelines.uplift import train_uplift
+
+        r = train_uplift(state(ctx).settings(), parse_date(as_of))
+        if not r.trained:
+            typer.echo(f"uplift not trained: {r.explanation}")
+            raise typer.Exit(1)
+        typer.echo(
+            f"uplift v{r.version} on lists {', '.join(r.lists)} ({r.rows}); "
+            f"Qini by uplift {r.qini if r.qini is None else round(r.qini, 3)}, "
+            f"by risk {r.qini_by_risk if r.qini_by_risk is None else round(r.qini_by_risk, 3)}"
+        )
+        typer.echo(r.explanation)

@@ -16,6 +16,7 @@ import polars as pl
 from configs.schema import Settings
 from pipelines.config import config_hash
 from pipelines.errors import InputError
+from pipelines.uplift import with_uplift
 from pipelines.workdir import Workdir, atomic_path, atomic_write_text, audit, connect
 from retention.masking import mask_ids
 from retention.policy import decide
@@ -28,13 +29,15 @@ CREATE TABLE IF NOT EXISTS retention.retention_lists (
     list_id VARCHAR, as_of DATE, customer_key VARCHAR, customer_id VARCHAR, segment VARCHAR,
     value_tier VARCHAR, lifecycle_stage VARCHAR, churn_probability DOUBLE, risk_decile INTEGER,
     credit_grade VARCHAR, value DOUBLE, offer VARCHAR, channel VARCHAR, accept_probability DOUBLE,
-    expected_value DOUBLE, offer_cost DOUBLE, contact_cost DOUBLE, reasons VARCHAR,
+    save_probability DOUBLE, expected_value DOUBLE, offer_cost DOUBLE, contact_cost DOUBLE, reasons VARCHAR,
     control_flag BOOLEAN, contact_by DATE
 );
 CREATE TABLE IF NOT EXISTS retention.list_manifest (
     list_id VARCHAR, as_of DATE, created_at TIMESTAMP, manifest_json VARCHAR
 );
 CREATE TABLE IF NOT EXISTS retention.collections_flags (list_id VARCHAR, customer_id VARCHAR, reason VARCHAR);
+-- Lists written before uplift ranking existed lack the column.
+ALTER TABLE retention.retention_lists ADD COLUMN IF NOT EXISTS save_probability DOUBLE;
 """
 OWNER_ONLY = 0o600
 
@@ -103,13 +106,19 @@ def load_candidates(con, as_of: date) -> pl.DataFrame:
 
 
 def list_identity(
-    settings: Settings, as_of: date, candidates: pl.DataFrame, budget: float
+    settings: Settings,
+    as_of: date,
+    candidates: pl.DataFrame,
+    budget: float,
+    uplift_version: str | None = None,
 ) -> tuple[str, int]:
     """Same as-of, config, models and budget → same list id and seed (reproducible, no duplicates)."""
     versions = sorted(
         set(candidates["churn_model_version"].cast(pl.Utf8))
         | set(candidates["credit_model_version"].cast(pl.Utf8))
     )
+    if uplift_version is not None:
+        versions.append(f"uplift{uplift_version}")
     key = f"{as_of}|{config_hash(settings)}|{','.join(versions)}|{budget}"
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"L{as_of.strftime('%Y%m%d')}-{digest[:8]}", int(digest[8:16], 16)
@@ -125,7 +134,13 @@ def build_retention_list(
     con = connect(wd)
     try:
         candidates = load_candidates(con, as_of)
-        list_id, seed = list_identity(settings, as_of, candidates, budget)
+    finally:
+        con.close()
+    # Once an uplift model is champion, the policy ranks by estimated incremental saves.
+    candidates, uplift_version = with_uplift(settings, candidates, as_of)
+    con = connect(wd)
+    try:
+        list_id, seed = list_identity(settings, as_of, candidates, budget, uplift_version)
         result = decide(candidates, settings.retention, as_of, list_id, seed, budget)
         rl = result.retention_list.with_columns(
             mask_ids(result.retention_list["customer_id"], mask_salt(settings))
@@ -134,7 +149,7 @@ def build_retention_list(
         con.register("_list", rl)
         con.register("_coll", result.collections.with_columns(pl.lit(list_id).alias("list_id")))
         treated = rl.filter(~pl.col("control_flag"))
-        expected_saves = float((treated["churn_probability"] * treated["accept_probability"]).sum())
+        expected_saves = float(treated["save_probability"].sum())
         manifest = {
             "list_id": list_id,
             "as_of": str(as_of),
@@ -154,7 +169,9 @@ def build_retention_list(
             "model_versions": {
                 "churn": candidates["churn_model_version"][0],
                 "credit_risk": candidates["credit_model_version"][0],
+                "churn_uplift": uplift_version,
             },
+            "ranking": "uplift" if uplift_version else "churn probability × acceptance",
             "config_hash": config_hash(settings),
             "data_as_of": str(as_of),
             "masked": reveal_reason is None,

@@ -34,6 +34,7 @@ LIST_COLUMNS = (
     "offer",
     "channel",
     "accept_probability",
+    "save_probability",
     "expected_value",
     "offer_cost",
     "contact_cost",
@@ -110,9 +111,10 @@ def offer_options(eligible: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
         else:
             saved = pl.col("churn_probability") * pl.col("accept_probability")
         frames.append(
-            part.with_columns(
+            part.with_columns(saved.alias("save_probability")).with_columns(
                 (
-                    saved * pl.col("value") - pl.col("accept_probability") * pl.col("offer_cost")
+                    pl.col("save_probability") * pl.col("value")
+                    - pl.col("accept_probability") * pl.col("offer_cost")
                 ).alias("_gain")
             )
         )
