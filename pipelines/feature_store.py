@@ -83,60 +83,138 @@ def build_snapshots(
         if end is None or as_of > end:
             raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
         report.data_end = end
-        con.execute(BUILD_LOG_DDL)
         frames = []
         for d in monthly_as_of_dates(as_of, history):
             frame = build_frame(con, settings, d, end)
             frames.append(frame)
             log.info("snapshot %s: %d customers", d, frame.height)
-        snap = pl.concat(frames, how="vertical_relaxed")
-        dates = sorted(
-            {*snap["as_of"].unique().to_list()} | set(monthly_as_of_dates(as_of, history))
+        store_snapshots(
+            settings, con, pl.concat(frames, how="vertical_relaxed"), as_of, history, report
         )
-        report.as_of_dates = dates
-        con.register("_new_snap", snap)
-        con.execute("BEGIN")
-        try:
-            existing = con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
-            ).fetchall()
-            incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
-            if existing and [tuple(c) for c in existing] != incoming:
-                # The feature set changed (config or code): older snapshots must be rebuilt.
-                con.execute("DROP TABLE feat.customer_snapshot")
-                con.execute("DELETE FROM feat.build_log")
-                existing = []
-            if not existing:
-                con.execute(
-                    "CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0"
-                )
-            con.execute("DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [dates])
-            con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
-            con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [dates])
-            h = config_hash(settings)
-            for d in dates:
-                con.execute(
-                    "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
-                    [d, h, snap.filter(pl.col("as_of") == d).height],
-                )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_new_snap")
-        for d in dates:
-            target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
-            with atomic_path(target) as tmp:
-                snap.filter(pl.col("as_of") == d).write_parquet(tmp)
-            report.parquet.append(str(target))
-        atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
-        report.rows = snap.height
-        report.features = len(feature_columns(snap.columns))
     finally:
         if own:
             con.close()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def store_snapshots(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    snap: pl.DataFrame,
+    as_of: date,
+    history: int,
+    report: FeatureBuildReport,
+) -> None:
+    """Replace the built dates in feat.customer_snapshot and Parquet, in one transaction."""
+    wd = Workdir.from_settings(settings)
+    con.execute(BUILD_LOG_DDL)
+    dates = sorted({*snap["as_of"].unique().to_list()} | set(monthly_as_of_dates(as_of, history)))
+    report.as_of_dates = dates
+    con.register("_new_snap", snap)
+    con.execute("BEGIN")
+    try:
+        existing = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
+        ).fetchall()
+        incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
+        if existing and [tuple(c) for c in existing] != incoming:
+            # The feature set changed (config or code): older snapshots must be rebuilt.
+            con.execute("DROP TABLE feat.customer_snapshot")
+            con.execute("DELETE FROM feat.build_log")
+            existing = []
+        if not existing:
+            con.execute("CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0")
+        con.execute("DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [dates])
+        con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
+        con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [dates])
+        h = config_hash(settings)
+        for d in dates:
+            con.execute(
+                "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
+                [d, h, snap.filter(pl.col("as_of") == d).height],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_new_snap")
+    for d in dates:
+        target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+        with atomic_path(target) as tmp:
+            snap.filter(pl.col("as_of") == d).write_parquet(tmp)
+        report.parquet.append(str(target))
+    atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
+    report.rows = snap.height
+    report.features = len(feature_columns(snap.columns))
+
+
+def build_partition(
+    db_path: str, settings: Settings, as_of: date, end: date, part: int, parts: int
+) -> pl.DataFrame:
+    """One customer-hash partition of a snapshot: the same SQL over raw tables seen through views.
+
+    Every feature is a per-customer aggregate, so partitions concatenate to the full snapshot.
+    The warehouse is attached read-only: any number of workers can read it at once.
+    """
+    con = duckdb.connect()
+    try:
+        quoted = db_path.replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
+        con.execute("CREATE SCHEMA raw")
+        tables = con.execute(
+            "SELECT table_name, bool_or(column_name = 'customer_id') FROM information_schema.columns"
+            " WHERE table_catalog = 'wh' AND table_schema = 'raw' GROUP BY 1"
+        ).fetchall()
+        for table, keyed in tables:
+            where = f" WHERE hash(customer_id) % {int(parts)} = {int(part)}" if keyed else ""
+            name = table.replace('"', '""')
+            # names come from the warehouse's own catalogue (contract tables), quoted
+            con.execute(f'CREATE VIEW raw."{name}" AS SELECT * FROM wh.raw."{name}"{where}')  # noqa: S608
+        return build_frame(con, settings, as_of, end)
+    finally:
+        con.close()
+
+
+def build_snapshots_partitioned(
+    settings: Settings, as_of: date, history: int, run_parts
+) -> FeatureBuildReport:
+    """build_snapshots with each date computed as customer-hash partitions by `run_parts`.
+
+    `run_parts(fn, [args, ...])` runs fn over the argument tuples (e.g. as Dask tasks) and returns
+    their results; the warehouse is closed meanwhile so workers can attach it.
+    """
+    started = time.perf_counter()
+    wd = Workdir.from_settings(settings).ensure()
+    report = FeatureBuildReport()
+    con = connect(wd, read_only=True)
+    try:
+        end = data_end(con)
+    except duckdb.CatalogException:
+        raise InputError("no usage data loaded: run `churn ingest` first") from None
+    finally:
+        con.close()
+    if end is None or as_of > end:
+        raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+    report.data_end = end
+    parts = settings.executor.partitions
+    frames = []
+    for d in monthly_as_of_dates(as_of, history):
+        pieces = run_parts(
+            build_partition, [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)]
+        )
+        frame = pl.concat(pieces, how="vertical_relaxed").sort("customer_id")
+        frames.append(frame)
+        log.info("snapshot %s: %d customers in %d partitions", d, frame.height, parts)
+    con = connect(wd)
+    try:
+        store_snapshots(
+            settings, con, pl.concat(frames, how="vertical_relaxed"), as_of, history, report
+        )
+    finally:
+        con.close()
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 

@@ -184,6 +184,13 @@ def monitor_task(settings: Settings, as_of: date) -> Any:
 
 
 @task(cache_policy=NO_CACHE)
+def uplift_task(settings: Settings, as_of: date | None) -> Any:
+    from pipelines.uplift import train_uplift
+
+    return train_uplift(settings, as_of)
+
+
+@task(cache_policy=NO_CACHE)
 def evaluate_task(settings: Settings, list_id: str) -> Any:
     from pipelines.evaluation import evaluate_list
 
@@ -220,6 +227,10 @@ def features_flow(
     with _locked(settings, "features"):
         as_of = as_of or default_as_of(settings)
         k = history or settings.orchestration.history_months
+        if settings.executor.kind == "dask":
+            from pipelines.executor import build_features_on_dask
+
+            return as_record(build_features_on_dask(settings, as_of, k))
         return as_record(features_task(settings, as_of, k))
 
 
@@ -249,7 +260,12 @@ def score_flow(home: str | None = None, config: list[str] | None = None, as_of: 
     """Score every active customer with the champion churn and credit models."""
     settings = resolve_settings(home, config)
     with _locked(settings, "score"):
-        return as_record(score_task(settings, as_of or default_as_of(settings)))
+        as_of = as_of or default_as_of(settings)
+        if settings.executor.kind == "dask":
+            from pipelines.executor import score_on_dask
+
+            return as_record(score_on_dask(settings, as_of))
+        return as_record(score_task(settings, as_of))
 
 
 @flow(name="target")
@@ -319,6 +335,16 @@ def evaluate_flow(
         return {"lists": results}
 
 
+@flow(name="uplift")
+def uplift_flow(
+    home: str | None = None, config: list[str] | None = None, as_of: date | None = None
+):
+    """Train the uplift model on played-out, matured campaigns (skipped until enough exist)."""
+    settings = resolve_settings(home, config)
+    with _locked(settings, "uplift"):
+        return as_record(uplift_task(settings, as_of))
+
+
 # --- the monthly retention cycle ------------------------------------------------------------
 
 
@@ -330,7 +356,7 @@ def retention_cycle(
     trials: int | None = None,
     budget: float | None = None,
 ) -> dict[str, Any]:
-    """Ingest → features → train → score → target → monitor → evaluate for one as-of date.
+    """Ingest → features → train → score → uplift → target → monitor → evaluate for one as-of date.
 
     Each stage is recorded in meta.cycle_ledger when it completes; a re-run after a failure skips
     the completed stages (their outputs are already in place) and resumes at the failed one.
@@ -366,6 +392,8 @@ def retention_cycle(
         if settings.orchestration.retrain == "every_cycle" or not _has_champions(settings):
             run_stage("train", train_flow, home=home_s, config=config, as_of=as_of, trials=trials)
         run_stage("score", score_flow, home=home_s, config=config, as_of=as_of)
+        if settings.retention.uplift.enabled:
+            run_stage("uplift", uplift_flow, home=home_s, config=config, as_of=as_of)
         run_stage("target", target_flow, home=home_s, config=config, as_of=as_of, budget=budget)
         run_stage("monitor", monitor_flow, home=home_s, config=config, as_of=as_of)
         # Evaluation always runs: outcomes of earlier lists keep maturing.
@@ -421,6 +449,7 @@ def cycle_markdown(summary: dict[str, Any]) -> str:
         f"| expected saves | {target.get('expected_saves', '—')} |",
         f"| expected profit | {target.get('expected_profit', '—')} |",
         f"| model versions | {score.get('model_versions', '—')} |",
+        f"| uplift model | {(summary.get('uplift') or {}).get('explanation', '—')} |",
         f"| drift decision | {monitor.get('decision', '—')} ({monitor.get('drifted_share', '—')} drifted) |",
     ]
     for model, rec in train.items() if isinstance(train, dict) else []:

@@ -57,26 +57,65 @@ def credit_limits(spend: np.ndarray, grades: np.ndarray, settings: Settings) -> 
     return np.clip(np.round(spend * multiple, 0), rule.floor, rule.cap)
 
 
-def score_frame(snap: pl.DataFrame, churn_model, credit_model, settings: Settings) -> pl.DataFrame:
-    """Pure scoring of a snapshot frame with two trained models."""
-    p = churn_model.predict(snap)
-    pd_ = credit_model.predict(snap)
+def predict_part(snap: pl.DataFrame, churn_model, credit_model) -> tuple[np.ndarray, np.ndarray]:
+    """Churn probability and credit PD for a frame (or one partition of it)."""
+    return churn_model.predict(snap), credit_model.predict(snap)
+
+
+def explain_part(
+    subset: pl.DataFrame, churn_model, settings: Settings
+) -> tuple[list[list[str]], list[list[str | None]]]:
+    """Top reason phrases and groups from TreeSHAP contributions, for the rows given."""
+    if subset.is_empty():
+        return [], []
+    contrib = churn_model.contributions(subset)
+    cols = churn_model.features.columns
+    specs = {s.name: s for s in feature_specs(settings.features)}
+    k = settings.models.reason_codes
+    top = np.unique(np.argsort(-contrib[:, :-1], axis=1)[:, :k])
+    values = {cols[i]: subset[cols[i]].to_numpy() for i in top}
+    return reason_codes(contrib, values, cols, specs, k=k)
+
+
+def _partitions(snap: pl.DataFrame, parts: int) -> list[np.ndarray]:
+    key = (snap["customer_id"].hash(seed=0) % parts).to_numpy()
+    return [np.flatnonzero(key == k) for k in range(parts)]
+
+
+def score_frame(
+    snap: pl.DataFrame, churn_model, credit_model, settings: Settings, run_parts=None
+) -> pl.DataFrame:
+    """Pure scoring of a snapshot frame with two trained models.
+
+    With `run_parts(fn, [args, ...])` (e.g. Dask tasks), predictions and reason codes are computed
+    per customer-hash partition; deciles are always ranked over the whole frame, so the result is
+    the same as without partitions.
+    """
+    if run_parts is None:
+        p, pd_ = predict_part(snap, churn_model, credit_model)
+    else:
+        rows = _partitions(snap, settings.executor.partitions)
+        preds = run_parts(predict_part, [(snap[r], churn_model, credit_model) for r in rows])
+        p, pd_ = np.empty(snap.height), np.empty(snap.height)
+        for r, (pp, dd) in zip(rows, preds, strict=True):
+            p[r], pd_[r] = pp, dd
     grades = credit_grades(pd_, settings.scoring.credit_grade_cutoffs)
     deciles = risk_deciles(p)
     explain = np.flatnonzero(deciles >= settings.scoring.reason_code_min_decile)
-    k = settings.models.reason_codes
     phrases: list[list[str]] = [[] for _ in range(snap.height)]
     groups: list[list[str | None]] = [[] for _ in range(snap.height)]
     if explain.size:
-        subset = snap[explain]
-        contrib = churn_model.contributions(subset)
-        cols = churn_model.features.columns
-        specs = {s.name: s for s in feature_specs(settings.features)}
-        top = np.unique(np.argsort(-contrib[:, :-1], axis=1)[:, :k])
-        values = {cols[i]: subset[cols[i]].to_numpy() for i in top}
-        sub_p, sub_g = reason_codes(contrib, values, cols, specs, k=k)
-        for row, ph, gr in zip(explain, sub_p, sub_g, strict=True):
-            phrases[row], groups[row] = ph, gr
+        if run_parts is None:
+            chunks = [explain]
+            results = [explain_part(snap[explain], churn_model, settings)]
+        else:
+            member = np.zeros(snap.height, dtype=bool)
+            member[explain] = True
+            chunks = [r[member[r]] for r in _partitions(snap, settings.executor.partitions)]
+            results = run_parts(explain_part, [(snap[c], churn_model, settings) for c in chunks])
+        for chunk, (sub_p, sub_g) in zip(chunks, results, strict=True):
+            for row, ph, gr in zip(chunk, sub_p, sub_g, strict=True):
+                phrases[row], groups[row] = ph, gr
     pad = lambda rows, j: [r[j] if len(r) > j else None for r in rows]
     return pl.DataFrame(
         {
@@ -93,7 +132,7 @@ def score_frame(snap: pl.DataFrame, churn_model, credit_model, settings: Setting
     )
 
 
-def score_customers(settings: Settings, as_of: date) -> ScoreReport:
+def score_customers(settings: Settings, as_of: date, run_parts=None) -> ScoreReport:
     """Score the snapshot at as_of (built first if missing or stale); replaces that date's scores."""
     started = time.perf_counter()
     if needs_build(settings, as_of):
@@ -101,7 +140,7 @@ def score_customers(settings: Settings, as_of: date) -> ScoreReport:
     snap = load_snapshots(settings, [as_of])
     churn_model, churn_v = load_bundle(settings, "churn", "champion")
     credit_model, credit_v = load_bundle(settings, "credit_risk", "champion")
-    scored = score_frame(snap, churn_model, credit_model, settings).with_columns(
+    scored = score_frame(snap, churn_model, credit_model, settings, run_parts).with_columns(
         pl.lit(churn_v).alias("churn_model_version"),
         pl.lit(credit_v).alias("credit_model_version"),
     )
