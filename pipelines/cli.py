@@ -24,7 +24,7 @@ from pipelines import (
     cli_simulate,
 )
 from pipelines.cli_common import State, state
-from pipelines.errors import ChurnError
+from pipelines.errors import ChurnError, storage_failure
 
 app = typer.Typer(
     help="Telecom churn prediction and retention: simulate, ingest, features, train, score, target.",
@@ -98,6 +98,13 @@ def run() -> None:
     except ChurnError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        # A full disk or read-only home is the user's to fix; anything else is a bug: re-raise.
+        storage = storage_failure(exc)
+        if storage is None:
+            raise
+        typer.secho(f"error: {storage}", fg=typer.colors.RED, err=True)
+        sys.exit(storage.exit_code)
     except KeyboardInterrupt:
         typer.secho("aborted", err=True)
         sys.exit(130)

@@ -96,7 +96,7 @@ def check_registry(settings: Settings, wd: Workdir) -> tuple[list[Finding], set[
             )
         ], set()
     for rm in models:
-        versions = {v.version for v in client.search_model_versions(f"name='{rm.name}'")}
+        versions = {str(v.version) for v in client.search_model_versions(f"name='{rm.name}'")}
         existing |= {(rm.name, v) for v in versions}
         for alias, version in (rm.aliases or {}).items():
             if str(version) not in versions:
