@@ -205,7 +205,7 @@ class DriftGate(Section):
     drifted_share_warn: float = 0.2
     drifted_share_retrain: float = 0.4
     prediction_drift_retrain: float = Field(
-        0.1, description="Wasserstein distance (normed) of scores above which retrain."
+        0.35, description="Wasserstein distance (normed) of scores above which retrain."
     )
     auc_drop_retrain: float = 0.05
 

@@ -147,15 +147,23 @@ def monitor(
     try:
         con.execute(MONITOR_DDL)
         label = f"churn_{settings.features.horizons_days[0]}d"
-        matured = con.sql(
-            f"""SELECT s.churn_probability AS p, f.{label} AS y FROM scores.customer_scores s
+        scored = con.execute(
+            "SELECT count(*) FROM information_schema.tables"
+            " WHERE table_schema = 'scores' AND table_name = 'customer_scores'"
+        ).fetchone()[0]
+        matured = (
+            pl.DataFrame()
+            if not scored
+            else con.sql(
+                f"""SELECT s.churn_probability AS p, f.{label} AS y FROM scores.customer_scores s
                 JOIN feat.customer_snapshot f USING (customer_id, as_of)
                 WHERE f.{label} IS NOT NULL AND s.as_of = (
                     SELECT max(s2.as_of) FROM scores.customer_scores s2
                     JOIN feat.customer_snapshot f2 USING (customer_id, as_of)
                     WHERE f2.{label} IS NOT NULL AND s2.as_of < $as_of)""",  # noqa: S608 - label from validated config
-            params={"as_of": as_of},
-        ).pl()
+                params={"as_of": as_of},
+            ).pl()
+        )
         if matured.height and matured["y"].n_unique() == 2:
             y, p = matured["y"].to_numpy(), matured["p"].to_numpy()
             realised_auc = metrics.summary(y, p, "credit")["roc_auc"]

@@ -401,11 +401,12 @@ class World:
         weekend = (weekday >= 5).astype(np.float32)
         season = 1.0 + 0.06 * np.sin(2 * np.pi * (m_start.month - 3) / 12)
         lvl = s["usage_level"].to_numpy().astype(np.float32)[:, None]
-        drift_boost = 1.0
+        drift_boost, voice_shift = 1.0, 1.0
         if cfg.drift_month is not None and self.month_index >= cfg.drift_month:
-            drift_boost = 1.25  # the competitor's data-heavy bundles shift usage mix
+            # The competitor's data-heavy bundles with free OTT calling shift the usage mix.
+            drift_boost, voice_shift = 1.6, 0.7
         noise = rng.lognormal(0.0, 0.35, (n, n_days)).astype(np.float32)
-        voice = lvl * 11.0 * (1.0 - 0.25 * weekend) * season * decline * noise
+        voice = lvl * 11.0 * voice_shift * (1.0 - 0.25 * weekend) * season * decline * noise
         data = (
             lvl
             * s["data_affinity"].to_numpy().astype(np.float32)[:, None]

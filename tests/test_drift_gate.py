@@ -62,3 +62,41 @@ def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
         _evidently(ref, ref.sample(600, seed=2, with_replacement=True), tmp_path, "x")[0]
     )
     assert same < 0.3
+
+
+def _monitored_world(root, drift_month):
+    """A small operator: champion trained before month 8, monitored at the end of month 10."""
+    from datetime import date
+
+    from pipelines.config import load_settings
+    from pipelines.feature_store import build_snapshots
+    from pipelines.ingest import ingest_landing
+    from pipelines.monitoring import monitor
+    from pipelines.training import promote, train_model
+    from simulator import simulate
+
+    settings = load_settings(
+        home=root,
+        environ={},
+        overrides={
+            "simulator": {"customers": 1500, "months": 10, "drift_month": drift_month},
+            "models": {"trials": 1, "horizon_days": 30, "num_boost_round": 120},
+        },
+    )
+    simulate(settings.simulator, root, seed=settings.seed)
+    ingest_landing(settings)
+    build_snapshots(settings, date(2025, 10, 31), history=6)
+    train_model(settings, "churn", trials=1, as_of=date(2025, 7, 31))
+    promote(settings, "churn")
+    return monitor(settings, date(2025, 10, 31))
+
+
+@pytest.mark.integration
+def test_gate_fires_on_an_injected_competitor_launch_and_stays_quiet_without(tmp_path):
+    quiet = _monitored_world(tmp_path / "quiet", None)
+    launch = _monitored_world(tmp_path / "launch", 9)
+    assert quiet.decision == "ok", quiet.reasons
+    assert launch.decision == "retrain", launch.reasons
+    assert launch.drifted_share > quiet.drifted_share + 0.1
+    assert launch.prediction_drift > 2 * quiet.prediction_drift
+    assert any(f.startswith("data_") for f in launch.drifted_features)
