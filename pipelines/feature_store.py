@@ -41,7 +41,7 @@ class FeatureBuildReport:
 
 def data_end(con: duckdb.DuckDBPyConnection) -> date | None:
     """The last day the loaded data covers (usage is delivered every day)."""
-    return con.execute("SELECT max(usage_date) FROM raw.usage_daily").fetchone()[0]
+    return con.execute("SELECT max(usage_date) FROM raw.usage_daily").fetchall()[0][0]
 
 
 def build_frame(

@@ -297,7 +297,7 @@ def monitor_flow(
         if retrain_on_gate and getattr(report, "decision", None) == "retrain":
             get_run_logger().warning("drift gate says retrain: training challengers now")
             record["retrain"] = train_flow(
-                home=str(settings.home), config=None, as_of=as_of, trials=None
+                home=str(settings.home), config=config, as_of=as_of, trials=None
             )
         return record
 

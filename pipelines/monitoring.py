@@ -150,7 +150,7 @@ def monitor(
         scored = con.execute(
             "SELECT count(*) FROM information_schema.tables"
             " WHERE table_schema = 'scores' AND table_name = 'customer_scores'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]  # fetchall: an unconsumed result would block the con.sql below
         matured = (
             pl.DataFrame()
             if not scored
