@@ -37,7 +37,7 @@ def month_end(d: date) -> date:
     return end(d)
 
 
-def run_campaign_history(settings, say) -> date:
+def run_campaign_history(settings, say, control_share: float) -> date:
     """Simulate, then two policy campaigns played forward; returns the final as-of date."""
     from pipelines.evaluation import evaluate_list
     from pipelines.feature_store import build_snapshots
@@ -58,12 +58,16 @@ def run_campaign_history(settings, say) -> date:
         train_model(settings, model, trials=1, as_of=as_of)
         promote(settings, model)
     lists = []
+    # Learning campaigns: a larger randomised control group than routine lists carry.
+    learning = settings.model_copy(
+        update={"retention": settings.retention.model_copy(update={"control_share": control_share})}
+    )
     for k in range(2):
         score_customers(settings, as_of)
-        r = build_retention_list(settings, as_of)
+        r = build_retention_list(learning, as_of)
         lists.append(r.list_id)
         say(f"campaign {k + 1} at {as_of}: {r.treated} treated + {r.control} control")
-        advance(home, months=1, treatments=treatments_for(settings, r.list_id))
+        advance(home, months=1, treatments=treatments_for(learning, r.list_id))
         ingest_landing(settings)
         as_of = latest_month_end(settings)
         build_snapshots(settings, as_of, history=1)
@@ -146,9 +150,10 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truth: pl.DataFrame, 
             .alias("_spent")
         )
         out[key] = ranked.filter(pl.col("_spent") <= budget).drop("_o", "_spent")
-    with_est, version = with_uplift(settings, cands, as_of)
+    # The latest uplift model, champion or not: the table shows what ranking by it is worth.
+    with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
     if version is None:
-        raise RuntimeError("no champion uplift model: the campaign history was too thin")
+        raise RuntimeError("no uplift model: the campaign history was too thin")
     out["d"] = decide(with_est, cfg, as_of, "d", seed, budget).retention_list
     oracle = truth.pivot(on="offer", index="customer_id", values="uplift")
     oracle = oracle.rename({o: f"uplift_{o}" for o in offers if o in oracle.columns})
@@ -164,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--budget", type=float, default=None, help="default: config budget")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--history-control-share",
+        type=float,
+        default=0.5,
+        help="control share of the two learning campaigns (routine lists use the config's)",
+    )
     args = parser.parse_args(argv)
     from pipelines.config import load_settings
     from pipelines.uplift import train_uplift
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget is not None:
             overrides["retention"] = {"budget": args.budget}
         settings = load_settings(home=Path(tmp) / "home", environ={}, overrides=overrides)
-        as_of = run_campaign_history(settings, print)
+        as_of = run_campaign_history(settings, print, args.history_control_share)
         up = train_uplift(settings, as_of)
         print(f"uplift: {up.explanation} (rows {up.rows})")
         from pipelines.scoring import score_customers
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "customers": args.customers,
         "as_of": str(as_of),
         "budget": settings.retention.budget,
+        "history_control_share": args.history_control_share,
         "uplift": {
             "version": version,
             "qini": up.qini,

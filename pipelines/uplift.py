@@ -208,24 +208,24 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     )
 
 
-def load_uplift(settings: Settings) -> tuple[UpliftModel, str] | None:
-    """The champion uplift model and its version, or None when there is none yet."""
+def load_uplift(settings: Settings, alias: str = "champion") -> tuple[UpliftModel, str] | None:
+    """The uplift model behind an alias and its version, or None when there is none yet."""
     client, _ = experiment_client(settings)
     try:
-        mv = client.get_model_version_by_alias(UPLIFT_MODEL, "champion")
+        mv = client.get_model_version_by_alias(UPLIFT_MODEL, alias)
     except mlflow.exceptions.MlflowException:
         return None
-    loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@champion")
+    loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@{alias}")
     return loaded.unwrap_python_model().model, str(mv.version)
 
 
 def with_uplift(
-    settings: Settings, candidates: pl.DataFrame, as_of: date
+    settings: Settings, candidates: pl.DataFrame, as_of: date, alias: str = "champion"
 ) -> tuple[pl.DataFrame, str | None]:
     """Candidates with `uplift_<offer>` columns when uplift is enabled and a champion exists."""
     if not settings.retention.uplift.enabled:
         return candidates, None
-    found = load_uplift(settings)
+    found = load_uplift(settings, alias)
     if found is None:
         return candidates, None
     model, version = found
