@@ -89,7 +89,53 @@ def markdown(result: dict) -> str:
                 f"{m['rows_per_s']:,.0f} | {m['peak_rss_mb']:,.0f} | "
                 f"{m['stage_seconds'] / n * 1e6:,.1f} | {m['peak_rss_mb'] * 1024 / n:,.2f} |"
             )
+    lines += [
+        "",
+        "| customers | one snapshot s | floor s | × floor | score s | bare predict s | × bare |",
+    ]
+    lines += ["|---:|---:|---:|---:|---:|---:|---:|"]
+    for size, stages in result["sizes"].items():
+        f, sc = stages.get("features", {}), stages.get("score", {})
+        lines.append(
+            f"| {int(size):,} | {f.get('one_snapshot_seconds', '—')} | {f.get('floor_seconds', '—')} | "
+            f"{f.get('snapshot_vs_floor', '—')} | {sc.get('stage_seconds', '—')} | "
+            f"{sc.get('bare_predict_seconds', '—')} | {sc.get('score_vs_bare_predict', '—')} |"
+        )
+    lines += ["", *targets(result)]
     return "\n".join(lines) + "\n"
+
+
+# Targets on the 2-core, 24 GB machine (issue: performance at operator scale).
+LIMITS_1M = {"features": 180.0, "score": 30.0, "target": 30.0}
+MAX_RSS_MB = 8 * 1024
+
+
+def targets(result: dict) -> list[str]:
+    """Pass/fail against the 1M targets and linearity from 100k to 1M, where both were run."""
+    sizes = result["sizes"]
+    out = []
+    big = sizes.get("1000000")
+    if big:
+        for stage, limit in LIMITS_1M.items():
+            if stage in big:
+                got = big[stage]["stage_seconds"]
+                out.append(
+                    f"- 1M {stage}: {got:.1f} s (target < {limit:.0f} s): {'PASS' if got < limit else 'FAIL'}"
+                )
+        worst = max(m["peak_rss_mb"] for m in big.values())
+        out.append(
+            f"- 1M peak RSS: {worst:,.0f} MB (target < {MAX_RSS_MB:,} MB): {'PASS' if worst < MAX_RSS_MB else 'FAIL'}"
+        )
+    small = sizes.get("100000")
+    if big and small:
+        for stage in ("ingest", "features"):
+            if stage in big and stage in small:
+                ratio = (big[stage]["stage_seconds"] / 1e6) / (small[stage]["stage_seconds"] / 1e5)
+                out.append(
+                    f"- {stage} time per customer, 1M vs 100k: {ratio:.2f}× (target ≤ 1.5×): "
+                    f"{'PASS' if ratio <= 1.5 else 'FAIL'}"
+                )
+    return out
 
 
 def compare(previous: dict, current: dict) -> list[str]:

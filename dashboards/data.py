@@ -14,6 +14,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from retention.policy import LIST_COLUMNS as POLICY_LIST_COLUMNS
+
 EMPTY_HINT = "No data yet — run `churn demo` first (or `churn cycle`)."
 BUSY_HINT = "The pipeline is writing to the warehouse right now; refresh in a moment."
 
@@ -146,22 +148,7 @@ def risk_by_group(scores: pl.DataFrame, by: str) -> pl.DataFrame:
 # customer_id is internal: the list page and its exports only ever see the masked key.
 LIST_COLUMNS = (
     "customer_key",
-    "segment",
-    "value_tier",
-    "lifecycle_stage",
-    "churn_probability",
-    "risk_decile",
-    "credit_grade",
-    "value",
-    "offer",
-    "channel",
-    "accept_probability",
-    "expected_value",
-    "offer_cost",
-    "contact_cost",
-    "reasons",
-    "control_flag",
-    "contact_by",
+    *(c for c in POLICY_LIST_COLUMNS if c not in ("list_id", "as_of", "customer_id")),
 )
 
 
