@@ -17,8 +17,8 @@ from pipelines.workdir import Workdir
 pytestmark = pytest.mark.integration
 
 CONFIG = """
-simulator: {customers: 1500, months: 10}
-models: {trials: 2, horizon_days: 30, num_boost_round: 150, early_stopping_rounds: 20}
+simulator: {customers: 900, months: 10}
+models: {trials: 1, horizon_days: 30, num_boost_round: 100, early_stopping_rounds: 20}
 orchestration: {history_months: 4}
 """
 
@@ -299,3 +299,75 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     strip = lambda rows: [r[1:] for r in rows]  # noqa: E731 - list ids embed the same as-of
     assert strip(_list_rows(home)) == strip(_list_rows(completed_cycle[0]))
+
+
+def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
+    """PREFECT_API_URL pointing at a real `prefect server`: the flow run is recorded there."""
+    import json
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "server-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:  # noqa: S310 - localhost
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise AssertionError("prefect server did not start") from None
+                time.sleep(1)
+        home, config, _ = completed_cycle
+        code = (
+            "import sys; from pipelines.flows import evaluate_flow;"
+            "print(evaluate_flow(home=sys.argv[1], config=[sys.argv[2]]))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code, home, config[0]],
+            env={**env, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "client-home")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        request = urllib.request.Request(
+            f"{api}/flow_runs/filter",
+            data=json.dumps({"limit": 10}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - localhost
+            runs = json.loads(r.read())
+        assert any(fr["state_type"] == "COMPLETED" for fr in runs), runs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
