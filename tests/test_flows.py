@@ -279,7 +279,11 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
     home, config = _fresh_home(world, tmp_path)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     cmd = [sys.executable, "-m", "pipelines", "--home", home, "-c", config[0], "cycle"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own process group: the kill takes the cycle and its Prefect server down together,
+    # as a crash of the machine would.
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     # Kill once the cycle has completed at least one stage (features), mid-way through the rest.
     deadline = time.time() + 240
     settings = load_settings([Path(config[0])], home=home, environ={})
@@ -293,7 +297,7 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
             continue
         if "features" in done:
             break
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -305,6 +309,7 @@ def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
     """PREFECT_API_URL pointing at a real `prefect server`: the flow run is recorded there."""
     import json
     import os
+    import signal
     import socket
     import time
     import urllib.request
@@ -334,6 +339,7 @@ def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the server's uvicorn child goes down with it
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
@@ -369,5 +375,5 @@ def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
             runs = json.loads(r.read())
         assert any(fr["state_type"] == "COMPLETED" for fr in runs), runs
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
