@@ -26,6 +26,7 @@ STRATEGIES = (
     ("a", "random"),
     ("b", "top risk"),
     ("c", "policy, no history"),
+    ("c2", "policy + campaign realisation per offer"),
     ("d", "policy + uplift"),
     ("e", "oracle (true response types)"),
 )
@@ -150,6 +151,16 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truth: pl.DataFrame, 
             .alias("_spent")
         )
         out[key] = ranked.filter(pl.col("_spent") <= budget).drop("_o", "_spent")
+    from pipelines.targeting import offer_realisation
+    from pipelines.workdir import Workdir, connect
+
+    con = connect(Workdir.from_settings(settings), read_only=True)
+    try:
+        realised = offer_realisation(con, settings, as_of)
+    finally:
+        con.close()
+    print(f"campaign realisation per offer: {realised}")
+    out["c2"] = decide(cands, cfg, as_of, "c2", seed, budget, realised).retention_list
     # The latest uplift model, champion or not: the table shows what ranking by it is worth.
     with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
     if version is None:

@@ -178,6 +178,18 @@ class UpliftConfig(Section):
     )
 
 
+class RealisationConfig(Section):
+    """Calibrate the prior save estimate per offer with evaluated campaigns' control groups."""
+
+    enabled: bool = True
+    window_days: Literal[30, 100] = Field(
+        100, description="Evaluation window compared with predicted saves."
+    )
+    prior_strength: float = Field(
+        5.0, ge=0.0, description="Predicted saves' worth of belief in the prior (factor 1)."
+    )
+
+
 class RetentionConfig(Section):
     value_horizon_months: int = Field(12, ge=1)
     margin_rate: float = Field(
@@ -199,6 +211,7 @@ class RetentionConfig(Section):
     contact_policy: ContactPolicy = ContactPolicy()
     mask_keys: bool = True
     uplift: UpliftConfig = UpliftConfig()
+    realisation: RealisationConfig = RealisationConfig()
 
 
 class DriftGate(Section):

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+import duckdb
 import polars as pl
 
 from configs.schema import Settings
@@ -18,6 +19,7 @@ from pipelines.config import config_hash
 from pipelines.errors import InputError
 from pipelines.uplift import with_uplift
 from pipelines.workdir import Workdir, atomic_path, atomic_write_text, audit, connect
+from retention.evaluation import realisation
 from retention.masking import mask_ids
 from retention.policy import decide
 
@@ -105,12 +107,50 @@ def load_candidates(con, as_of: date) -> pl.DataFrame:
     return frame
 
 
+def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
+    """Per offer: evaluated incremental saves over predicted saves of earlier lists (shrunk)."""
+    cfg = settings.retention.realisation
+    if not cfg.enabled:
+        return {}
+    try:
+        rows = con.sql(
+            """
+            WITH evaluated AS (
+                SELECT r.list_id, r.grp AS offer, r.incremental_saves
+                FROM eval.campaign_results r
+                JOIN retention.list_manifest m USING (list_id)
+                WHERE r.window_days = $window AND r.matured AND r.breakdown = 'offer'
+                  AND m.as_of < $as_of
+            ), predicted AS (
+                SELECT l.list_id, l.offer,
+                       sum(coalesce(l.save_probability, l.churn_probability * l.accept_probability))
+                           AS predicted
+                FROM retention.retention_lists l
+                WHERE NOT l.control_flag AND l.list_id IN (SELECT list_id FROM evaluated)
+                GROUP BY 1, 2
+            )
+            SELECT e.offer, sum(e.incremental_saves) AS observed, sum(p.predicted) AS predicted
+            FROM evaluated e JOIN predicted p USING (list_id, offer)
+            GROUP BY 1 ORDER BY 1
+            """,
+            params={"window": cfg.window_days, "as_of": as_of},
+        ).fetchall()
+    except (duckdb.CatalogException, duckdb.BinderException):  # nothing evaluated yet
+        return {}
+    return {
+        offer: round(realisation(observed, predicted, cfg.prior_strength), 4)
+        for offer, observed, predicted in rows
+        if predicted is not None
+    }
+
+
 def list_identity(
     settings: Settings,
     as_of: date,
     candidates: pl.DataFrame,
     budget: float,
     uplift_version: str | None = None,
+    realised: dict[str, float] | None = None,
 ) -> tuple[str, int]:
     """Same as-of, config, models and budget → same list id and seed (reproducible, no duplicates)."""
     versions = sorted(
@@ -119,6 +159,8 @@ def list_identity(
     )
     if uplift_version is not None:
         versions.append(f"uplift{uplift_version}")
+    if realised:
+        versions.append(json.dumps(realised, sort_keys=True))
     key = f"{as_of}|{config_hash(settings)}|{','.join(versions)}|{budget}"
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"L{as_of.strftime('%Y%m%d')}-{digest[:8]}", int(digest[8:16], 16)
@@ -134,14 +176,17 @@ def build_retention_list(
     con = connect(wd)
     try:
         candidates = load_candidates(con, as_of)
+        realised = offer_realisation(con, settings, as_of)
     finally:
         con.close()
     # Once an uplift model is champion, the policy ranks by estimated incremental saves.
     candidates, uplift_version = with_uplift(settings, candidates, as_of)
+    if uplift_version is not None:
+        realised = {}  # the uplift model already learned from the same campaigns
     con = connect(wd)
     try:
-        list_id, seed = list_identity(settings, as_of, candidates, budget, uplift_version)
-        result = decide(candidates, settings.retention, as_of, list_id, seed, budget)
+        list_id, seed = list_identity(settings, as_of, candidates, budget, uplift_version, realised)
+        result = decide(candidates, settings.retention, as_of, list_id, seed, budget, realised)
         rl = result.retention_list.with_columns(
             mask_ids(result.retention_list["customer_id"], mask_salt(settings))
         )
@@ -171,7 +216,11 @@ def build_retention_list(
                 "credit_risk": candidates["credit_model_version"][0],
                 "churn_uplift": uplift_version,
             },
-            "ranking": "uplift" if uplift_version else "churn probability × acceptance",
+            "ranking": "uplift"
+            if uplift_version
+            else "churn probability × acceptance"
+            + (" × campaign realisation per offer" if realised else ""),
+            "realisation": realised,
             "config_hash": config_hash(settings),
             "data_as_of": str(as_of),
             "masked": reveal_reason is None,

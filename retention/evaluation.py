@@ -46,3 +46,17 @@ def roi(incremental_saves: float, value_per_save: float, cost: float) -> float |
     if cost <= 0:
         return None
     return (incremental_saves * value_per_save - cost) / cost
+
+
+def realisation(observed_saves: float, predicted_saves: float, prior_strength: float) -> float:
+    """Share of predicted saves that materialised, shrunk toward 1 by `prior_strength` saves.
+
+    0 when campaigns saved nobody (or did harm); 1 when they saved what was predicted.
+    """
+    if predicted_saves < 0 or prior_strength < 0:
+        raise ValueError("predicted saves and prior strength must not be negative")
+    if predicted_saves + prior_strength == 0:
+        return 1.0
+    return min(
+        max((observed_saves + prior_strength) / (predicted_saves + prior_strength), 0.0), 1.0
+    )

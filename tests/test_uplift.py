@@ -142,3 +142,55 @@ def test_policy_ranks_by_uplift_when_estimates_exist(settings):
     assert with_uplift.height > 0
     assert with_uplift["churn_probability"].max() == pytest.approx(0.3)  # only persuadables
     assert with_uplift["save_probability"].to_list() == pytest.approx([0.25] * with_uplift.height)
+
+
+def test_realisation_is_observed_over_predicted_shrunk_toward_one():
+    from retention.evaluation import realisation
+
+    assert realisation(2.0, 20.0, 0.0) == pytest.approx(0.1)
+    assert realisation(2.0, 20.0, 5.0) == pytest.approx(7.0 / 25.0)
+    assert realisation(-3.0, 10.0, 0.0) == 0.0  # campaigns that did harm earn nothing
+    assert realisation(30.0, 10.0, 5.0) == 1.0  # never more than the prior
+    assert realisation(0.0, 0.0, 0.0) == 1.0
+    with pytest.raises(ValueError):
+        realisation(1.0, -1.0, 5.0)
+
+
+def test_policy_scales_prior_saves_by_campaign_realisation(settings):
+    from retention.policy import decide
+
+    cfg = settings.retention.model_copy(
+        update={"control_share": 0.0, "offers": settings.retention.offers[:1]}
+    )
+    offer = cfg.offers[0].name
+    n = 50
+    frame = pl.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "churn_probability": np.linspace(0.2, 0.9, n),
+            "risk_decile": [9] * n,
+            "credit_grade": ["A"] * n,
+            "credit_pd": [0.01] * n,
+            "reason_1": ["r"] * n,
+            "reason_2": pl.Series([None] * n, dtype=pl.Utf8),
+            "reason_3": pl.Series([None] * n, dtype=pl.Utf8),
+            "reason_group_1": ["complaints"] * n,
+            "reason_group_2": pl.Series([None] * n, dtype=pl.Utf8),
+            "reason_group_3": pl.Series([None] * n, dtype=pl.Utf8),
+            "segment": ["individual"] * n,
+            "value_tier": ["gold"] * n,
+            "lifecycle_stage": ["maturity"] * n,
+            "monthly_spend": [80.0] * n,
+            "marketing_opt_out": [False] * n,
+            "do_not_contact": [False] * n,
+            "last_contact_date": pl.Series([None] * n, dtype=pl.Date),
+            "contacts_in_period": [0] * n,
+        }
+    )
+    prior = decide(frame, cfg, date(2025, 6, 30), "L", 1, 1e6).retention_list
+    scaled = decide(frame, cfg, date(2025, 6, 30), "L", 1, 1e6, {offer: 0.05}).retention_list
+    assert scaled.height < prior.height  # contacts that no longer pay are dropped
+    both = prior.join(scaled, on="customer_id", suffix="_scaled")
+    assert both["save_probability_scaled"].to_list() == pytest.approx(
+        (both["save_probability"] * 0.05).to_list()
+    )
