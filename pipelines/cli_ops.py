@@ -104,8 +104,21 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  retention lists  {wd.lists}")
         typer.echo(f"  drift reports    {wd.reports}")
         typer.echo(f"  MLflow store     {wd.tracking_uri(settings)}")
+        lists = (summary.evaluations or {}).get("lists", {})
+        if lists:
+            typer.echo("")
+            typer.echo("Campaigns (churn, control − treated):")
+        for list_id, windows in lists.items():
+            for window, row in windows.items():
+                if row and row.get("matured"):
+                    typer.echo(
+                        f"  {list_id} {window:>4}: {row['difference']:+.2%} "
+                        f"[{row['ci_low']:+.2%}, {row['ci_high']:+.2%}], "
+                        f"{row['incremental_saves']:.1f} saved, cost {row['cost']:,.0f}"
+                    )
         typer.echo("")
         typer.echo("Next:")
+        typer.echo(f"  uv run churn --home {home} dashboard   # retention cockpit (browser)")
         typer.echo(f"  churn --home {home} status          # tables, loads, quarantine")
         typer.echo(
             f"  uv run mlflow ui --backend-store-uri {wd.tracking_uri(settings)}   # MLflow UI"
