@@ -94,6 +94,35 @@ def test_fit_refuses_an_arm_without_churners():
         fit_uplift(t, t["churned"].to_numpy(), c, c["churned"].to_numpy(), ["noise"])
 
 
+def _candidates(churn: np.ndarray, deciles, group: str, tier: str, spend: float) -> pl.DataFrame:
+    """Scored, eligible customers as the policy receives them (A grade, no contact history)."""
+    n = len(churn)
+    text = lambda v: pl.Series([v] * n, dtype=pl.Utf8)  # noqa: E731 - column shorthand
+    return pl.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "churn_probability": churn,
+            "risk_decile": deciles,
+            "credit_grade": text("A"),
+            "credit_pd": [0.01] * n,
+            "reason_1": text("r"),
+            "reason_2": text(None),
+            "reason_3": text(None),
+            "reason_group_1": text(group),
+            "reason_group_2": text(None),
+            "reason_group_3": text(None),
+            "segment": text("individual"),
+            "value_tier": text(tier),
+            "lifecycle_stage": text("maturity"),
+            "monthly_spend": [spend] * n,
+            "marketing_opt_out": [False] * n,
+            "do_not_contact": [False] * n,
+            "last_contact_date": pl.Series([None] * n, dtype=pl.Date),
+            "contacts_in_period": [0] * n,
+        }
+    )
+
+
 def test_policy_ranks_by_uplift_when_estimates_exist(settings):
     from retention.policy import decide
 
@@ -105,30 +134,7 @@ def test_policy_ranks_by_uplift_when_estimates_exist(settings):
     n = 200
     # Half are high-risk sure things (no uplift), half are mid-risk persuadables.
     risky = np.arange(n) < n // 2
-    frame = pl.DataFrame(
-        {
-            "customer_id": [f"C{i:04d}" for i in range(n)],
-            "churn_probability": np.where(risky, 0.8, 0.3),
-            "risk_decile": np.where(risky, 10, 6),
-            "credit_grade": ["A"] * n,
-            "credit_pd": [0.01] * n,
-            "reason_1": ["r"] * n,
-            "reason_2": [None] * n,
-            "reason_3": [None] * n,
-            "reason_group_1": ["price"] * n,
-            "reason_group_2": [None] * n,
-            "reason_group_3": [None] * n,
-            "segment": ["individual"] * n,
-            "value_tier": ["silver"] * n,
-            "lifecycle_stage": ["maturity"] * n,
-            "monthly_spend": [50.0] * n,
-            "marketing_opt_out": [False] * n,
-            "do_not_contact": [False] * n,
-            "last_contact_date": pl.Series([None] * n, dtype=pl.Date),
-            "contacts_in_period": [0] * n,
-        },
-        schema_overrides={"reason_2": pl.Utf8, "reason_3": pl.Utf8},
-    )
+    frame = _candidates(np.where(risky, 0.8, 0.3), np.where(risky, 10, 6), "price", "silver", 50.0)
     # Budget for about a quarter of them through SMS with the cheapest offer.
     budget = 50 * (0.1 + 0.35 * 5)
     without = decide(frame, cfg, date(2025, 6, 30), "L1", 1, budget).retention_list
@@ -164,29 +170,7 @@ def test_policy_scales_prior_saves_by_campaign_realisation(settings):
     )
     offer = cfg.offers[0].name
     n = 50
-    frame = pl.DataFrame(
-        {
-            "customer_id": [f"C{i:04d}" for i in range(n)],
-            "churn_probability": np.linspace(0.2, 0.9, n),
-            "risk_decile": [9] * n,
-            "credit_grade": ["A"] * n,
-            "credit_pd": [0.01] * n,
-            "reason_1": ["r"] * n,
-            "reason_2": pl.Series([None] * n, dtype=pl.Utf8),
-            "reason_3": pl.Series([None] * n, dtype=pl.Utf8),
-            "reason_group_1": ["complaints"] * n,
-            "reason_group_2": pl.Series([None] * n, dtype=pl.Utf8),
-            "reason_group_3": pl.Series([None] * n, dtype=pl.Utf8),
-            "segment": ["individual"] * n,
-            "value_tier": ["gold"] * n,
-            "lifecycle_stage": ["maturity"] * n,
-            "monthly_spend": [80.0] * n,
-            "marketing_opt_out": [False] * n,
-            "do_not_contact": [False] * n,
-            "last_contact_date": pl.Series([None] * n, dtype=pl.Date),
-            "contacts_in_period": [0] * n,
-        }
-    )
+    frame = _candidates(np.linspace(0.2, 0.9, n), [9] * n, "complaints", "gold", 80.0)
     prior = decide(frame, cfg, date(2025, 6, 30), "L", 1, 1e6).retention_list
     scaled = decide(frame, cfg, date(2025, 6, 30), "L", 1, 1e6, {offer: 0.05}).retention_list
     assert scaled.height < prior.height  # contacts that no longer pay are dropped
