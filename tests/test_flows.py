@@ -284,21 +284,22 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    # Kill once the cycle has completed at least one stage (features), mid-way through the rest.
-    deadline = time.time() + 240
-    settings = load_settings([Path(config[0])], home=home, environ={})
-    from pipelines.flows import ledger
-
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(1.0)
-        try:
-            done = ledger(settings, _as_of(home))
-        except Exception:  # warehouse busy or not there yet
-            continue
-        if "features" in done:
-            break
+    # Kill mid-training: the MLflow store appears when training starts, after features are
+    # stored (a file check, so the probe never competes with the cycle for the warehouse).
+    store = Path(home) / "mlflow" / "mlflow.db"
+    deadline = time.time() + 300
+    while not store.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        pytest.fail(f"the cycle ended (code {proc.returncode}) before it could be killed")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    from pipelines.flows import ledger
+
+    settings = load_settings([Path(config[0])], home=home, environ={})
+    done = ledger(settings, _as_of(home))
+    assert "features" in done and "target" not in done, done
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     strip = lambda rows: [r[1:] for r in rows]  # noqa: E731 - list ids embed the same as-of
