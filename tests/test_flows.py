@@ -270,6 +270,10 @@ def test_no_raw_customer_id_leaves_in_artifacts_reports_or_exports(completed_cyc
         assert "customer_id" not in pl.read_parquet(path).columns
 
 
+# Slow and timing-sensitive: a kill that lands while Prefect's ephemeral server is still
+# migrating its own database leaves that database unusable (seen once on CI), which is Prefect's
+# state, not ours. Runs in `make test-all`; the injected-failure resume test covers the default run.
+@pytest.mark.slow
 @pytest.mark.faults
 def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path):
     import os
