@@ -111,7 +111,7 @@ def score_frame(
         else:
             member = np.zeros(snap.height, dtype=bool)
             member[explain] = True
-            chunks = [r[member[r]] for r in _partitions(snap, settings.executor.partitions)]
+            chunks = [r[member[r]] for r in rows]  # the same partitions as the predictions
             results = run_parts(explain_part, [(snap[c], churn_model, settings) for c in chunks])
         for chunk, (sub_p, sub_g) in zip(chunks, results, strict=True):
             for row, ph, gr in zip(chunk, sub_p, sub_g, strict=True):
