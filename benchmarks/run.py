@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="reuse this work directory (one size only; kept), e.g. to run later stages again",
+    )
     args = parser.parse_args(argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         "trials": args.trials,
         "sizes": {},
     }
+    if args.home and len(args.sizes) != 1:
+        parser.error("--home takes exactly one size")
     for size in args.sizes:
-        home = Path(tempfile.mkdtemp(prefix=f"churn-bench-{size}-"))
+        home = args.home or Path(tempfile.mkdtemp(prefix=f"churn-bench-{size}-"))
+        home.mkdir(parents=True, exist_ok=True)
         result["sizes"][str(size)] = {}
         for stage in args.stages:
             m = run_stage(stage, home, size, args.months, args.trials)
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:>9,} {stage:<9} {m['stage_seconds']:>8.2f}s  {m['peak_rss_mb']:>8.0f} MB",
                 flush=True,
             )
-        if not args.keep:
+        if not (args.keep or args.home):
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import shutil
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -83,14 +87,15 @@ def build_snapshots(
         if end is None or as_of > end:
             raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
         report.data_end = end
-        frames = []
-        for d in monthly_as_of_dates(as_of, history):
-            frame = build_frame(con, settings, d, end)
-            frames.append(frame)
-            log.info("snapshot %s: %d customers", d, frame.height)
-        store_snapshots(
-            settings, con, pl.concat(frames, how="vertical_relaxed"), as_of, history, report
-        )
+
+        def frames() -> Iterator[pl.DataFrame]:
+            # One date at a time: memory holds one snapshot, not the whole history.
+            for d in monthly_as_of_dates(as_of, history):
+                frame = build_frame(con, settings, d, end)
+                log.info("snapshot %s: %d customers", d, frame.height)
+                yield frame
+
+        store_snapshots(settings, con, frames(), as_of, history, report)
     finally:
         if own:
             con.close()
@@ -101,54 +106,85 @@ def build_snapshots(
 def store_snapshots(
     settings: Settings,
     con: duckdb.DuckDBPyConnection,
-    snap: pl.DataFrame,
+    frames: Iterable[pl.DataFrame],
     as_of: date,
     history: int,
     report: FeatureBuildReport,
 ) -> None:
-    """Replace the built dates in feat.customer_snapshot and Parquet, in one transaction."""
+    """Replace the built dates in feat.customer_snapshot and Parquet, in one transaction.
+
+    `frames` is consumed one snapshot at a time inside the transaction, so a failure part-way
+    leaves the previous snapshots in place.
+    """
     wd = Workdir.from_settings(settings)
     con.execute(BUILD_LOG_DDL)
-    dates = sorted({*snap["as_of"].unique().to_list()} | set(monthly_as_of_dates(as_of, history)))
-    report.as_of_dates = dates
-    con.register("_new_snap", snap)
+    dates = set(monthly_as_of_dates(as_of, history))
+    heights: dict[date, int] = {}
     con.execute("BEGIN")
     try:
-        existing = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
-        ).fetchall()
-        incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
-        if existing and [tuple(c) for c in existing] != incoming:
-            # The feature set changed (config or code): older snapshots must be rebuilt.
-            con.execute("DROP TABLE feat.customer_snapshot")
-            con.execute("DELETE FROM feat.build_log")
-            existing = []
-        if not existing:
-            con.execute("CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0")
-        con.execute("DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)", [dates])
-        con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
-        con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [dates])
+        cleared: set[date] = set()
+        for frame in frames:
+            con.register("_new_snap", frame)
+            try:
+                if not cleared:
+                    _prepare_table(con)
+                built = set(frame["as_of"].unique().to_list())
+                # Every date this build owns is emptied once, before its first rows go in.
+                fresh = (built | dates) - cleared
+                con.execute(
+                    "DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)",
+                    [sorted(fresh)],
+                )
+                cleared |= fresh
+                dates |= built
+                con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
+            finally:
+                con.unregister("_new_snap")
+            for d in built:
+                heights[d] = heights.get(d, 0) + frame.filter(pl.col("as_of") == d).height
+            report.rows += frame.height
+            report.features = len(feature_columns(frame.columns))
+        ordered = sorted(dates)
+        con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [ordered])
         h = config_hash(settings)
-        for d in dates:
+        for d in ordered:
             con.execute(
                 "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
-                [d, h, snap.filter(pl.col("as_of") == d).height],
+                [d, h, heights.get(d, 0)],
             )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.unregister("_new_snap")
-    for d in dates:
+    report.as_of_dates = ordered
+    for d in ordered:
         target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
         with atomic_path(target) as tmp:
-            snap.filter(pl.col("as_of") == d).write_parquet(tmp)
+            # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
+            sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
+            con.execute(f"{sql} TO '{_sql_path(tmp)}' (FORMAT parquet)", [d])
         report.parquet.append(str(target))
     atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
-    report.rows = snap.height
-    report.features = len(feature_columns(snap.columns))
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _prepare_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create feat.customer_snapshot like _new_snap; drop it first if the feature set changed."""
+    existing = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
+    ).fetchall()
+    incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
+    if existing and [tuple(c) for c in existing] != incoming:
+        # The feature set changed (config or code): older snapshots must be rebuilt.
+        con.execute("DROP TABLE feat.customer_snapshot")
+        con.execute("DELETE FROM feat.build_log")
+        existing = []
+    if not existing:
+        con.execute("CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0")
 
 
 def build_partition(
@@ -200,21 +236,29 @@ def build_snapshots_partitioned(
         raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
     report.data_end = end
     parts = settings.executor.partitions
-    frames = []
-    for d in monthly_as_of_dates(as_of, history):
-        pieces = run_parts(
-            build_partition, [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)]
-        )
-        frame = pl.concat(pieces, how="vertical_relaxed").sort("customer_id")
-        frames.append(frame)
-        log.info("snapshot %s: %d customers in %d partitions", d, frame.height, parts)
-    con = connect(wd)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=wd.features))
     try:
-        store_snapshots(
-            settings, con, pl.concat(frames, how="vertical_relaxed"), as_of, history, report
-        )
+        staged = []
+        for d in monthly_as_of_dates(as_of, history):
+            pieces = run_parts(
+                build_partition,
+                [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)],
+            )
+            frame = pl.concat(pieces, how="vertical_relaxed").sort("customer_id")
+            log.info("snapshot %s: %d customers in %d partitions", d, frame.height, parts)
+            # Staged on disk: the writer holds one snapshot in memory at a time.
+            staged.append(staging / f"{d.isoformat()}.parquet")
+            frame.write_parquet(staged[-1])
+            del frame, pieces
+        con = connect(wd)
+        try:
+            store_snapshots(
+                settings, con, (pl.read_parquet(f) for f in staged), as_of, history, report
+            )
+        finally:
+            con.close()
     finally:
-        con.close()
+        shutil.rmtree(staging, ignore_errors=True)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -247,18 +291,26 @@ def needs_build(settings: Settings, as_of: date, con=None) -> bool:
 
 
 def load_snapshots(
-    settings: Settings, as_of_dates: list[date] | None = None, con=None
+    settings: Settings,
+    as_of_dates: list[date] | None = None,
+    con=None,
+    where: str = "true",
+    sample: float = 1.0,
 ) -> pl.DataFrame:
+    """Snapshots (all dates, or those given) in a fixed order; `sample` < 1 keeps a stable
+    share of customers (by hash, so a customer's months stay together)."""
     own = con is None
     con = con or connect(Workdir.from_settings(settings), read_only=True)
+    dates = "list_contains($dates, as_of)" if as_of_dates else "true"
+    keep = f"hash(customer_id) % 1000000 < {int(sample * 1_000_000)}" if sample < 1 else "true"
+    params = {"dates": as_of_dates} if as_of_dates else {}
     try:
-        if as_of_dates:
-            return con.sql(
-                # A fixed row order: training must not depend on how DuckDB scheduled the scan.
-                "SELECT * FROM feat.customer_snapshot WHERE list_contains(?, as_of) ORDER BY as_of, customer_id",
-                params=[as_of_dates],
-            ).pl()
-        return con.sql("SELECT * FROM feat.customer_snapshot ORDER BY as_of, customer_id").pl()
+        return con.sql(
+            # A fixed row order: training must not depend on how DuckDB scheduled the scan.
+            f"SELECT * FROM feat.customer_snapshot WHERE {dates} AND {keep} AND ({where})"  # noqa: S608 - callers pass fixed SQL
+            " ORDER BY as_of, customer_id",
+            params=params,
+        ).pl()
     except duckdb.CatalogException:
         raise InputError("no feature snapshots yet: run `churn features --as-of DATE`") from None
     finally:
