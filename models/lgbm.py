@@ -83,16 +83,20 @@ class TrainedModel:
     params: dict[str, Any]
     best_iteration: int
 
-    def raw(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.features.matrix(frame), num_iteration=self.best_iteration)
+    def _matrix(self, frame: pl.DataFrame | pd.DataFrame) -> pd.DataFrame:
+        # A matrix made by self.features.matrix passes through: scoring builds it once.
+        return frame if isinstance(frame, pd.DataFrame) else self.features.matrix(frame)
 
-    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+    def raw(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self._matrix(frame), num_iteration=self.best_iteration)
+
+    def predict(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         return self.calibrator(self.raw(frame))
 
-    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+    def contributions(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         """Per-feature contributions to the log-odds (last column is the bias)."""
         return self.booster.predict(
-            self.features.matrix(frame), num_iteration=self.best_iteration, pred_contrib=True
+            self._matrix(frame), num_iteration=self.best_iteration, pred_contrib=True
         )
 
     def importance(self) -> dict[str, float]:
@@ -224,3 +228,8 @@ def tune(
     study.enqueue_trial(DEFAULT_PARAMS)
     study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=show_progress_bar)
     return dict(study.best_params), float(study.best_value)
+
+
+def refit_rounds(best_iteration: int) -> int:
+    """Trees for the refit on all rows: a tenth more than early stopping found on four fifths."""
+    return max(int(best_iteration * 1.1), 10)

@@ -35,6 +35,48 @@ def phrase(name: str, value, spec: FeatureSpec | None) -> str:
     return f"{label}: {value}"
 
 
+def phrases_for(name: str, values: np.ndarray, spec: FeatureSpec | None) -> list[str]:
+    """phrase() over many values of one feature; repeated values are worded once."""
+    if values.dtype.kind not in "biuf":  # text or mixed: word each value as it is
+        return [phrase(name, v, spec) for v in values.tolist()]
+    uniq, inverse = np.unique(values, return_inverse=True)
+    if len(uniq) * 2 > len(values):
+        return [phrase(name, v, spec) for v in values.tolist()]
+    worded = [phrase(name, v, spec) for v in uniq.tolist()]
+    return [worded[i] for i in inverse.ravel()]
+
+
+def reason_columns(
+    contrib: np.ndarray,
+    values: dict[str, np.ndarray],
+    columns: list[str],
+    specs: dict[str, FeatureSpec],
+    k: int = 3,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """k phrase columns and k reason-group columns (None where fewer risk-raising features).
+
+    Worded one feature at a time rather than one customer at a time: this runs over every
+    explained customer of a scoring run.
+    """
+    idx, vals = top_contributors(contrib, k)
+    n = contrib.shape[0]
+    phrase_cols, group_cols = [], []
+    for j in range(idx.shape[1]):
+        ph = np.full(n, None, dtype=object)
+        gr = np.full(n, None, dtype=object)
+        # Only risk-raising features are reasons; ranks are ordered, so a gap ends the row.
+        shown = vals[:, j] > 0
+        for f in np.unique(idx[shown, j]):
+            rows = np.flatnonzero(shown & (idx[:, j] == f))
+            name = columns[f]
+            spec = specs.get(name)
+            ph[rows] = phrases_for(name, values[name][rows], spec)
+            gr[rows] = spec.reason_group if spec else None
+        phrase_cols.append(ph)
+        group_cols.append(gr)
+    return phrase_cols, group_cols
+
+
 def reason_codes(
     contrib: np.ndarray,
     values: dict[str, np.ndarray],
@@ -43,20 +85,7 @@ def reason_codes(
     k: int = 3,
 ) -> tuple[list[list[str]], list[list[str | None]]]:
     """Per row: k phrases and their reason groups, strongest first; only risk-raising features."""
-    idx, vals = top_contributors(contrib, k)
-    phrases: list[list[str]] = []
-    groups: list[list[str | None]] = []
-    cols = np.array(columns, dtype=object)
-    names = cols[idx]
-    for r in range(idx.shape[0]):
-        row_p, row_g = [], []
-        for j in range(idx.shape[1]):
-            if vals[r, j] <= 0:
-                break
-            name = names[r, j]
-            spec = specs.get(name)
-            row_p.append(phrase(name, values[name][r], spec))
-            row_g.append(spec.reason_group if spec else None)
-        phrases.append(row_p)
-        groups.append(row_g)
+    phrase_cols, group_cols = reason_columns(contrib, values, columns, specs, k)
+    phrases = [[p for p in row if p is not None] for row in zip(*phrase_cols, strict=True)]
+    groups = [list(row[: len(p)]) for row, p in zip(zip(*group_cols, strict=True), phrases)]
     return phrases, groups

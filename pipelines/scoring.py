@@ -59,7 +59,10 @@ def credit_limits(spend: np.ndarray, grades: np.ndarray, settings: Settings) -> 
 
 def predict_part(snap: pl.DataFrame, churn_model, credit_model) -> tuple[np.ndarray, np.ndarray]:
     """Churn probability and credit PD for a frame (or one partition of it)."""
-    return churn_model.predict(snap), credit_model.predict(snap)
+    matrix = churn_model.features.matrix(snap)
+    # Both models usually read the same columns: the matrix is built once.
+    same = credit_model.features == churn_model.features
+    return churn_model.predict(matrix), credit_model.predict(matrix if same else snap)
 
 
 def explain_part(
@@ -72,7 +75,7 @@ def explain_part(
     cols = churn_model.features.columns
     specs = {s.name: s for s in feature_specs(settings.features)}
     k = settings.models.reason_codes
-    top = np.unique(np.argsort(-contrib[:, :-1], axis=1)[:, :k])
+    top = np.unique(np.argpartition(-contrib[:, :-1], kth=min(k, len(cols)) - 1, axis=1)[:, :k])
     values = {cols[i]: subset[cols[i]].to_numpy() for i in top}
     return reason_codes(contrib, values, cols, specs, k=k)
 
