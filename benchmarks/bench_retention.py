@@ -1,11 +1,21 @@
 """Retention benchmark: profit of random, top-risk, policy, policy + uplift and oracle targeting.
 
-One simulated operator runs two monthly campaigns (the policy without history, played forward with
-their control groups), waits for their outcomes, trains the uplift model, then every strategy
-chooses from the same eligible customers under the same budget and channel capacities at the final
-month. Each choice is valued with the simulator's hidden truth: expected customers saved (the true
-churn reduction of that offer for that customer) × customer value − contact cost − offer cost at
-the true acceptance rate. Expectations, not one random draw, so the ranking is not luck.
+One simulated operator runs learning campaigns (a random share of eligible customers, each with a
+random allowed offer, half held out as control), waits until their outcomes have matured over the
+offers' effect window, trains the uplift model, then every strategy ranks the same eligible
+customers at the final month under the same channel capacities.
+
+Fair budget: every strategy's ranked list is run down until the budget is spent, with cost
+counted by one rule for all — contact cost + offer cost × the customer's true acceptance
+probability (its hidden response type's rate) — the same rule the profit is valued with. (A
+policy budgets on its own acceptance estimate; the money actually runs out on the true one.)
+Valuation: expected customers saved (the true churn reduction over the effect window of that
+offer for that customer) × customer value − that cost. Expectations, not one random draw.
+
+Reference strategies read the simulator's truth: (e) the oracle knows each customer's hidden
+response type per offer; (e2) knows the true hazard and each customer's persuasion probability per
+offer (from the hidden traits) but not the realised type — the ceiling of any model that sees
+only customer traits.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import json
 import platform
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +38,10 @@ STRATEGIES = (
     ("c", "policy, no history"),
     ("c2", "policy + campaign realisation per offer"),
     ("d", "policy + uplift"),
+    ("e2", "best achievable from observables (true hazard × persuasion probability)"),
     ("e", "oracle (true response types)"),
 )
+UNLIMITED = 1e12
 
 
 def month_end(d: date) -> date:
@@ -38,8 +50,15 @@ def month_end(d: date) -> date:
     return end(d)
 
 
-def run_campaign_history(settings, say, control_share: float) -> date:
-    """Simulate, then two policy campaigns played forward; returns the final as-of date."""
+def run_campaign_history(
+    settings,
+    say,
+    control_share: float,
+    learning_share: float,
+    learning_budget: float,
+    campaigns: int,
+) -> date:
+    """Simulate, run learning campaigns played forward, wait until they mature; final as-of."""
     from pipelines.evaluation import evaluate_list
     from pipelines.feature_store import build_snapshots
     from pipelines.ingest import ingest_landing
@@ -50,6 +69,7 @@ def run_campaign_history(settings, say, control_share: float) -> date:
 
     home = settings.home
     sim = settings.simulator
+    horizon = settings.retention.uplift.horizon_days
     say(f"simulating {sim.customers:,} customers over {sim.months} months")
     simulate(sim, home, seed=settings.seed)
     ingest_landing(settings)
@@ -63,17 +83,24 @@ def run_campaign_history(settings, say, control_share: float) -> date:
     learning = settings.model_copy(
         update={"retention": settings.retention.model_copy(update={"control_share": control_share})}
     )
-    for k in range(2):
+    last = as_of
+    for k in range(campaigns):
         score_customers(settings, as_of)
-        r = build_retention_list(learning, as_of)
+        if learning_share > 0:
+            r = build_retention_list(
+                learning, as_of, learning_budget, learning_share=learning_share
+            )
+        else:
+            r = build_retention_list(learning, as_of)
         lists.append(r.list_id)
+        last = as_of
         say(f"campaign {k + 1} at {as_of}: {r.treated} treated + {r.control} control")
         advance(home, months=1, treatments=treatments_for(learning, r.list_id))
         ingest_landing(settings)
         as_of = latest_month_end(settings)
         build_snapshots(settings, as_of, history=1)
-    # Let both campaigns' outcomes mature past the uplift horizon.
-    for _ in range(2):
+    # Let every campaign's outcome mature over the whole horizon.
+    while as_of < last + timedelta(days=horizon):
         advance(home, months=1)
         ingest_landing(settings)
         as_of = latest_month_end(settings)
@@ -109,109 +136,273 @@ def candidates_at(settings, as_of: date) -> pl.DataFrame:
         con.close()
 
 
-def value_choice(chosen: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
-    """Expected saves and profit of a set of (customer, offer, channel) contacts under the truth."""
+def true_costs(chosen: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Chosen contacts with their true expected cost and saves (the one rule for every strategy)."""
     from simulator.world import ACCEPT
 
     t = chosen.join(truth, on=["customer_id", "offer"], how="left")
     accept = t["response_type"].replace_strict(ACCEPT, default=0.2, return_dtype=pl.Float64)
-    saves = t["uplift"].fill_null(0.0)
-    cost = t["contact_cost"] + accept * t["offer_cost"]
-    value = saves * t["value"]
+    return t.with_columns(
+        (pl.col("contact_cost") + accept * pl.col("offer_cost")).alias("true_cost"),
+        pl.col("uplift").fill_null(0.0).alias("true_saves"),
+    )
+
+
+def within_budget(ranked: pl.DataFrame, truth: pl.DataFrame, budget: float) -> pl.DataFrame:
+    """Run down a strategy's ranked contacts, skipping any the remaining budget cannot pay for.
+
+    Cost is the true expected cost, so every strategy is held to the same budget on the same
+    basis as its valuation. A subset of a capacity-feasible list stays capacity-feasible.
+    """
+    costed = true_costs(ranked, truth)
+    keep, spent = [], 0.0
+    for cost in costed["true_cost"]:
+        ok = spent + cost <= budget
+        spent += cost if ok else 0.0
+        keep.append(ok)
+    return costed.filter(pl.Series(keep, dtype=pl.Boolean))
+
+
+def value_choice(chosen: pl.DataFrame) -> dict[str, float]:
+    """Expected saves, cost and profit of contacts costed by `true_costs`."""
+    saves, cost = chosen["true_saves"], chosen["true_cost"]
     return {
         "contacted": chosen.height,
         "expected_saves": round(float(saves.sum()), 2),
         "cost": round(float(cost.sum()), 2),
-        "profit": round(float((value - cost).sum()), 2),
+        "profit": round(float((saves * chosen["value"] - cost).sum()), 2),
     }
 
 
-def strategies(settings, as_of: date, cands: pl.DataFrame, truth: pl.DataFrame, seed: int):
-    """The five strategies' contact sets, all through the same eligibility, budget and capacity."""
+def observable_ceiling(home: Path, truth: pl.DataFrame, horizon_days: int) -> pl.DataFrame:
+    """(e2)'s inputs: per customer and offer, the expected uplift and acceptance over the
+    response-type lottery, from the true hazard and hidden traits but not the realised type.
+
+    Response types were drawn from the traits at sign-up (`simulator.population.response_types`);
+    satisfaction has drifted since and its sign-up value is not kept. So the probability of each
+    type is the share of that type among *other* customers with the same traits today: cells of
+    the persuasion drivers (price sensitivity, handset age, segment — unchanged since sign-up) and
+    of today's satisfaction (twentieths). Leaving the customer out keeps their own type out.
+    """
+    from simulator.world import ACCEPT, EFFECT, World
+
+    world = World.load(home)
+    s = world.state.filter(pl.col("active"))
+    sat = s["satisfaction"].to_numpy()
+    price = s["price_sensitivity"].to_numpy()
+    handset = s["handset_age_months"].to_numpy()
+    business = s["segment"].is_in(["enterprise", "government"]).to_numpy()
+    # The drivers each offer's persuasion probability depends on (besides satisfaction).
+    drivers = {
+        "service_recovery_call": np.zeros(s.height),
+        "plan_rightsizing": np.round(price * 20),
+        "handset_upgrade": (handset > 24) * ~business,
+        "loyalty_bonus": np.zeros(s.height),
+        "discount": np.round(price * 20),
+        "account_manager_visit": business.astype(float),
+    }
+    sat_bin = np.minimum((pl.Series(sat).rank("ordinal").to_numpy() - 1) * 20 // s.height, 19)
+    other_accept = np.where(
+        s["latent_risk"].to_numpy() > 0.9, ACCEPT["lost_cause"], ACCEPT["sure_thing"]
+    )
+    h = s["hazard"].to_numpy()
+    months = horizon_days / 30.4
+    p_c = 1 - (1 - h) ** months
+
+    def saved(kind: str) -> np.ndarray:
+        return p_c - (1 - (1 - np.clip(h * EFFECT[kind], 0, 0.95)) ** months)
+
+    def leave_one_out_share(hit: pl.Expr, cell: list[str], frame: pl.DataFrame) -> np.ndarray:
+        f = frame.with_columns(hit.cast(pl.Float64).alias("_hit"))
+        f = f.with_columns(
+            pl.col("_hit").sum().over(cell).alias("_sum"), pl.len().over(cell).alias("_n")
+        )
+        return (
+            f.select(
+                pl.when(pl.col("_n") > 1)
+                .then((pl.col("_sum") - pl.col("_hit")) / (pl.col("_n") - 1))
+                .otherwise(pl.col("_hit").mean())
+            )
+            .to_series()
+            .to_numpy()
+        )
+
+    base = pl.DataFrame({"customer_id": s["customer_id"], "_sat": sat_bin})
+    frames = []
+    for offer, driver in drivers.items():
+        typed = base.with_columns(pl.Series("_driver", driver, dtype=pl.Float64)).join(
+            truth.filter(pl.col("offer") == offer).select("customer_id", "response_type"),
+            on="customer_id",
+            how="left",
+            maintain_order="left",
+        )
+        kind = pl.col("response_type")
+        persuadable = leave_one_out_share(kind == "persuadable", ["_driver", "_sat"], typed)
+        dnd = leave_one_out_share(kind == "do_not_disturb", ["_sat"], typed)
+        other = np.clip(1 - persuadable - dnd, 0, 1)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "customer_id": s["customer_id"],
+                    "offer": offer,
+                    "uplift": persuadable * saved("persuadable") + dnd * saved("do_not_disturb"),
+                    "accept": persuadable * ACCEPT["persuadable"]
+                    + dnd * ACCEPT["do_not_disturb"]
+                    + other * other_accept,
+                }
+            )
+        )
+    return pl.concat(frames)
+
+
+def strategies(
+    settings, as_of: date, cands: pl.DataFrame, truth: pl.DataFrame, seed: int, horizon: int
+):
+    """Each strategy's ranked contacts, all through the same eligibility and channel capacities.
+
+    Strategies rank with an unlimited budget; `within_budget` then applies the one budget.
+    """
+    from pipelines.targeting import offer_realisation
     from pipelines.uplift import with_uplift
+    from pipelines.workdir import Workdir, connect
     from retention.policy import decide
 
     cfg = settings.retention.model_copy(update={"control_share": 0.0})
-    budget = cfg.budget
     offers = [o.name for o in cfg.offers]
     out: dict[str, pl.DataFrame] = {}
-    # (c) the policy on risk × acceptance; its unconstrained choices feed (a) and (b).
-    out["c"] = decide(cands, cfg, as_of, "c", seed, budget).retention_list
-    unconstrained = decide(
-        cands, cfg.model_copy(update={"min_expected_value": -1e9}), as_of, "all", seed, 1e12
-    ).retention_list
-    rng = np.random.default_rng(seed)
-    for key, order in (
-        ("a", unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))),
-        ("b", unconstrained.with_columns((-pl.col("churn_probability")).alias("_o"))),
-    ):
-        ranked = order.sort("_o").with_columns(
-            (pl.col("contact_cost") + pl.col("accept_probability") * pl.col("offer_cost"))
-            .cum_sum()
-            .alias("_spent")
-        )
-        out[key] = ranked.filter(pl.col("_spent") <= budget).drop("_o", "_spent")
-    from pipelines.targeting import offer_realisation
-    from pipelines.workdir import Workdir, connect
 
+    def ranked(frame: pl.DataFrame, key: str, realised=None, **update) -> pl.DataFrame:
+        c = cfg.model_copy(update=update) if update else cfg
+        return decide(frame, c, as_of, key, seed, UNLIMITED, realised).retention_list
+
+    # (c) the policy on risk × acceptance; its unconstrained choices feed (a) and (b).
+    out["c"] = ranked(cands, "c")
+    unconstrained = ranked(cands, "all", min_expected_value=-1e9)
+    rng = np.random.default_rng(seed)
+    out["a"] = unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))
+    out["a"] = out["a"].sort("_o").drop("_o")
+    out["b"] = unconstrained.sort("churn_probability", descending=True, maintain_order=True)
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
         realised = offer_realisation(con, settings, as_of)
     finally:
         con.close()
     print(f"campaign realisation per offer: {realised}")
-    out["c2"] = decide(cands, cfg, as_of, "c2", seed, budget, realised).retention_list
+    out["c2"] = ranked(cands, "c2", realised)
     # The latest uplift model, champion or not: the table shows what ranking by it is worth.
     with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
     if version is None:
         raise RuntimeError("no uplift model: the campaign history was too thin")
-    out["d"] = decide(with_est, cfg, as_of, "d", seed, budget).retention_list
-    oracle = truth.pivot(on="offer", index="customer_id", values="uplift")
-    oracle = oracle.rename({o: f"uplift_{o}" for o in offers if o in oracle.columns})
-    out["e"] = decide(
-        cands.join(oracle, on="customer_id", how="left"), cfg, as_of, "e", seed, budget
-    ).retention_list
+    out["d"] = ranked(with_est, "d")
+
+    def wide(frame: pl.DataFrame, column: str, prefix: str) -> pl.DataFrame:
+        w = frame.pivot(on="offer", index="customer_id", values=column)
+        return w.rename({o: f"{prefix}_{o}" for o in offers if o in w.columns})
+
+    from simulator.world import ACCEPT
+
+    ceiling = observable_ceiling(settings.home, truth, horizon)
+    out["e2"] = ranked(
+        cands.join(wide(ceiling, "uplift", "uplift"), on="customer_id", how="left").join(
+            wide(ceiling, "accept", "accept"), on="customer_id", how="left"
+        ),
+        "e2",
+    )
+    oracle = truth.with_columns(
+        pl.col("response_type")
+        .replace_strict(ACCEPT, default=0.2, return_dtype=pl.Float64)
+        .alias("accept")
+    )
+    out["e"] = ranked(
+        cands.join(wide(oracle, "uplift", "uplift"), on="customer_id", how="left").join(
+            wide(oracle, "accept", "accept"), on="customer_id", how="left"
+        ),
+        "e",
+    )
     return out, version
 
 
 def main(argv: list[str] | None = None) -> int:
+    from simulator.world import EFFECT_DAYS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--budget", type=float, default=None, help="default: config budget")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--campaigns", type=int, default=2, help="learning campaigns, monthly")
     parser.add_argument(
         "--history-control-share",
         type=float,
         default=0.5,
-        help="control share of the two learning campaigns (routine lists use the config's)",
+        help="control share of the learning campaigns (routine lists use the config's)",
+    )
+    parser.add_argument(
+        "--learning-share",
+        type=float,
+        default=0.3,
+        help="share of eligible customers on each learning campaign, with random offers "
+        "(0: the policy's own lists instead)",
+    )
+    parser.add_argument(
+        "--learning-budget", type=float, default=60_000.0, help="budget of each learning campaign"
+    )
+    parser.add_argument(
+        "--horizon-days",
+        type=int,
+        default=EFFECT_DAYS,
+        help="uplift outcome window and valuation window (default: the offers' effect window)",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="keep the simulated history here and reuse it when it exists (for iterating)",
     )
     args = parser.parse_args(argv)
     from pipelines.config import load_settings
+    from pipelines.scoring import score_customers
     from pipelines.uplift import train_uplift
     from simulator import true_uplift
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        home = args.home or Path(tmp) / "home"
         overrides = {
             "seed": args.seed,
             "simulator": {"customers": args.customers, "months": args.months},
+            "retention": {"uplift": {"horizon_days": args.horizon_days}},
         }
         if args.budget is not None:
-            overrides["retention"] = {"budget": args.budget}
-        settings = load_settings(home=Path(tmp) / "home", environ={}, overrides=overrides)
-        as_of = run_campaign_history(settings, print, args.history_control_share)
+            overrides["retention"]["budget"] = args.budget
+        settings = load_settings(home=home, environ={}, overrides=overrides)
+        marker = home / "bench_as_of.txt"
+        if args.home and marker.exists():
+            as_of = date.fromisoformat(marker.read_text().strip())
+            print(f"reusing the campaign history in {home} (as-of {as_of})")
+        else:
+            if args.home and home.exists() and any(home.iterdir()):
+                raise SystemExit(f"{home} is not empty and holds no benchmark history")
+            as_of = run_campaign_history(
+                settings,
+                print,
+                args.history_control_share,
+                args.learning_share,
+                args.learning_budget,
+                args.campaigns,
+            )
+            marker.write_text(str(as_of))
         up = train_uplift(settings, as_of)
         print(f"uplift: {up.explanation} (rows {up.rows})")
-        from pipelines.scoring import score_customers
-
         score_customers(settings, as_of)
         cands = candidates_at(settings, as_of)
-        truth = true_uplift(settings.home, as_of, horizon_days=100)
-        chosen, version = strategies(settings, as_of, cands, truth, args.seed)
+        truth = true_uplift(settings.home, as_of, horizon_days=args.horizon_days)
+        ranked, version = strategies(settings, as_of, cands, truth, args.seed, args.horizon_days)
+        budget = settings.retention.budget
         rows = []
         for key, name in STRATEGIES:
-            rows.append({"strategy": f"({key}) {name}", **value_choice(chosen[key], truth)})
+            chosen = within_budget(ranked[key], truth, budget)
+            rows.append({"strategy": f"({key}) {name}", **value_choice(chosen)})
     oracle_profit = rows[-1]["profit"]
     for r in rows:
         r["share_of_oracle"] = round(r["profit"] / oracle_profit, 3) if oracle_profit else None
@@ -220,21 +411,33 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "customers": args.customers,
         "as_of": str(as_of),
-        "budget": settings.retention.budget,
+        "budget": budget,
+        "horizon_days": args.horizon_days,
+        "campaigns": args.campaigns,
         "history_control_share": args.history_control_share,
+        "learning_share": args.learning_share,
+        "learning_budget": args.learning_budget,
         "uplift": {
             "version": version,
             "qini": up.qini,
             "qini_rank_by_risk": up.qini_by_risk,
+            "qini_two_model": up.qini_two_model,
             "rows": up.rows,
         },
         "strategies": rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+    def r3(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
     lines = [
-        f"Retention benchmark: {args.customers:,} customers, as-of {as_of}, budget "
-        f"{settings.retention.budget:,.0f}; uplift Qini {up.qini if up.qini is None else round(up.qini, 3)} "
-        f"(risk ranking {up.qini_by_risk if up.qini_by_risk is None else round(up.qini_by_risk, 3)})",
+        f"Retention benchmark: {args.customers:,} customers, as-of {as_of}, budget {budget:,.0f} "
+        f"(every strategy held to it at true expected cost), saves valued over "
+        f"{args.horizon_days} days; {args.campaigns} learning campaigns "
+        f"(share {args.learning_share}, control {args.history_control_share}); uplift held-out "
+        f"Qini {r3(up.qini)} (two-model learner {r3(up.qini_two_model)}, risk ranking "
+        f"{r3(up.qini_by_risk)})",
         "",
         "| strategy | contacted | expected saves | cost | profit | share of oracle |",
         "|---|---:|---:|---:|---:|---:|",

@@ -21,7 +21,7 @@ from pipelines.uplift import with_uplift
 from pipelines.workdir import Workdir, atomic_path, atomic_write_text, audit, connect
 from retention.evaluation import realisation
 from retention.masking import mask_ids
-from retention.policy import decide
+from retention.policy import decide, learning_list
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,17 @@ def list_identity(
 
 
 def build_retention_list(
-    settings: Settings, as_of: date, budget: float | None = None, reveal_reason: str | None = None
+    settings: Settings,
+    as_of: date,
+    budget: float | None = None,
+    reveal_reason: str | None = None,
+    learning_share: float | None = None,
 ) -> ListReport:
-    """Decide, store (replacing the same list id) and export the list with its manifest."""
+    """Decide, store (replacing the same list id) and export the list with its manifest.
+
+    With `learning_share`, a learning campaign instead: that share of eligible customers at
+    random, each with a random allowed offer (see `retention.policy.learning_list`).
+    """
     started = time.perf_counter()
     wd = Workdir.from_settings(settings).ensure()
     budget = settings.retention.budget if budget is None else budget
@@ -185,8 +193,16 @@ def build_retention_list(
         realised = {}  # the uplift model already learned from the same campaigns
     con = connect(wd)
     try:
+        if learning_share is not None:
+            uplift_version, realised = None, {}
         list_id, seed = list_identity(settings, as_of, candidates, budget, uplift_version, realised)
-        result = decide(candidates, settings.retention, as_of, list_id, seed, budget, realised)
+        if learning_share is not None:
+            list_id = f"{list_id}-learn"
+            result = learning_list(
+                candidates, settings.retention, as_of, list_id, seed, learning_share, budget
+            )
+        else:
+            result = decide(candidates, settings.retention, as_of, list_id, seed, budget, realised)
         rl = result.retention_list.with_columns(
             mask_ids(result.retention_list["customer_id"], mask_salt(settings))
         )
@@ -216,7 +232,9 @@ def build_retention_list(
                 "credit_risk": candidates["credit_model_version"][0],
                 "churn_uplift": uplift_version,
             },
-            "ranking": "uplift"
+            "ranking": "randomised offers (learning campaign)"
+            if learning_share is not None
+            else "uplift"
             if uplift_version
             else "churn probability × acceptance"
             + (" × campaign realisation per offer" if realised else ""),

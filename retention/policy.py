@@ -86,7 +86,9 @@ def offer_options(
     """Every (customer, allowed offer) pair with its acceptance probability and expected value.
 
     `realisation` scales the prior save estimate (churn × acceptance) per offer by what evaluated
-    campaigns showed: observed incremental saves over predicted ones.
+    campaigns showed: observed incremental saves over predicted ones. `uplift_<offer>` columns
+    (estimated churn reduction) replace the prior; `accept_<offer>` columns replace the configured
+    acceptance rate.
     """
     frames = []
     groups = pl.concat_list(["reason_group_1", "reason_group_2", "reason_group_3"])
@@ -105,6 +107,9 @@ def offer_options(
             .then(min(offer.accept_rate * cfg.reason_match_boost, 0.95))
             .otherwise(offer.accept_rate)
         )
+        accept_col = f"accept_{offer.name}"
+        if accept_col in eligible.columns:  # a per-customer acceptance estimate, where one exists
+            accept = pl.col(accept_col).fill_null(accept)
         part = eligible.filter(allowed).with_columns(
             pl.lit(offer.name).alias("offer"),
             pl.lit(float(offer.cost)).alias("offer_cost"),
@@ -171,20 +176,13 @@ def decide(
 ) -> PolicyResult:
     """Choose who gets which offer through which channel within budget and capacity."""
     budget = cfg.budget if budget is None else budget
-    base = customers.with_columns(
-        (pl.col("monthly_spend").fill_null(0.0) * cfg.margin_rate * cfg.value_horizon_months).alias(
-            "value"
-        )
-    )
-    flagged = exclusions(base, cfg, as_of)
+    flagged = exclusions(_with_value(customers, cfg), cfg, as_of)
     excluded = dict(
         flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
         .value_counts()
         .iter_rows()
     )
-    collections = flagged.filter(pl.col("excluded_reason") == "collections").select(
-        "customer_id", pl.lit("low value and weak credit grade").alias("reason")
-    )
+    collections = _collections(flagged)
     eligible = flagged.filter(pl.col("excluded_reason").is_null())
     options = offer_options(eligible, cfg, realisation)
     if options.is_empty():
@@ -192,23 +190,8 @@ def decide(
     best = options.sort(["customer_id", "_gain", "offer"], descending=[False, True, False]).unique(
         "customer_id", keep="first", maintain_order=True
     )
-    channels = cfg.channels
-    best = best.with_columns(
-        pl.Series(
-            "_prefs",
-            [
-                channel_preferences(s, t)
-                for s, t in zip(best["segment"], best["value_tier"], strict=True)
-            ],
-        )
-    )
+    best = _with_channel_preferences(best, cfg)
     # Rank by expected value per unit of cost with the first-choice channel's cost.
-    first_cost = (
-        best["_prefs"]
-        .list.first()
-        .replace_strict({k: v.cost for k, v in channels.items()}, default=0.0)
-    )
-    best = best.with_columns(first_cost.alias("_contact_cost"))
     best = best.with_columns(
         (pl.col("_gain") - pl.col("_contact_cost")).alias("expected_value"),
         (pl.col("accept_probability") * pl.col("offer_cost") + pl.col("_contact_cost")).alias(
@@ -219,7 +202,100 @@ def decide(
         (pl.col("expected_value") / pl.col("_cost").clip(lower_bound=1e-6)).alias("_efficiency")
     ).sort(["_efficiency", "customer_id"], descending=[True, False])
     best = best.with_columns(assign_control(best, cfg.control_share, seed))
+    return _allocate(best, cfg, as_of, list_id, budget, collections, excluded, require_gain=True)
 
+
+def learning_list(
+    customers: pl.DataFrame,
+    cfg: RetentionConfig,
+    as_of: date,
+    list_id: str,
+    seed: int,
+    share: float,
+    budget: float | None = None,
+) -> PolicyResult:
+    """A learning campaign: a random share of eligible customers, each with a random allowed offer.
+
+    Randomising who is listed and which offer they get makes every offer's effect learnable from
+    the campaign (the policy's own lists confound the offer with the customer's traits). The same
+    exclusions, credit gating, channel rules, capacity, budget and stratified control group hold;
+    only the expected-value filter is off, because the point is to learn where value lies.
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError("the learning share must be in (0, 1]")
+    budget = cfg.budget if budget is None else budget
+    flagged = exclusions(_with_value(customers, cfg), cfg, as_of)
+    excluded = dict(
+        flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
+        .value_counts()
+        .iter_rows()
+    )
+    collections = _collections(flagged)
+    eligible = flagged.filter(pl.col("excluded_reason").is_null()).sort("customer_id")
+    rng = np.random.default_rng(seed)
+    picked = eligible.filter(pl.Series(rng.random(eligible.height) < share))
+    options = offer_options(picked, cfg)
+    if options.is_empty():
+        return PolicyResult(_empty_list(), collections, excluded, 0.0)
+    options = options.sort(["customer_id", "offer"])
+    best = (
+        options.with_columns(pl.Series("_r", rng.random(options.height)))
+        .sort(["customer_id", "_r"])
+        .unique("customer_id", keep="first", maintain_order=True)
+        .drop("_r")
+    )
+    best = _with_channel_preferences(best, cfg)
+    # A random contact order, so a binding budget or capacity cuts a random subset.
+    best = best.with_columns(pl.Series("_o", rng.random(best.height))).sort("_o").drop("_o")
+    best = best.with_columns(assign_control(best, cfg.control_share, seed + 1))
+    return _allocate(best, cfg, as_of, list_id, budget, collections, excluded, require_gain=False)
+
+
+def _with_value(customers: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
+    """Value saved when a churner is kept: margin over the value horizon."""
+    return customers.with_columns(
+        (pl.col("monthly_spend").fill_null(0.0) * cfg.margin_rate * cfg.value_horizon_months).alias(
+            "value"
+        )
+    )
+
+
+def _collections(flagged: pl.DataFrame) -> pl.DataFrame:
+    return flagged.filter(pl.col("excluded_reason") == "collections").select(
+        "customer_id", pl.lit("low value and weak credit grade").alias("reason")
+    )
+
+
+def _with_channel_preferences(best: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
+    """Each customer's channel order and the cost of the first channel that exists."""
+    prefs = [
+        [c for c in channel_preferences(s, t) if c in cfg.channels]
+        for s, t in zip(best["segment"], best["value_tier"], strict=True)
+    ]
+    first = [cfg.channels[p[0]].cost if p else 0.0 for p in prefs]
+    return best.with_columns(
+        pl.Series("_prefs", prefs, dtype=pl.List(pl.Utf8)),
+        pl.Series("_contact_cost", first, dtype=pl.Float64),
+    )
+
+
+def _allocate(
+    best: pl.DataFrame,
+    cfg: RetentionConfig,
+    as_of: date,
+    list_id: str,
+    budget: float,
+    collections: pl.DataFrame,
+    excluded: dict[str, int],
+    require_gain: bool,
+) -> PolicyResult:
+    """Walk the ranked customers: first channel with capacity left, within budget; control free.
+
+    Cost = contact cost (always paid) + P(accept) × offer cost (paid only when taken up): the
+    same rule the benchmark and the evaluation use. With `require_gain`, a contact is made only
+    when its expected value with the channel actually used clears `min_expected_value`.
+    """
+    channels = cfg.channels
     remaining = {k: v.capacity for k, v in channels.items()}
     spent = 0.0
     chosen_channel: list[str | None] = []
@@ -240,10 +316,10 @@ def decide(
             contact_cost.append(0.0)
             continue
         cost = channels[channel].cost + accept * offer_cost
-        if (
-            gain - channels[channel].cost <= cfg.min_expected_value
-            or spent + (0 if control else cost) > budget
-        ):
+        # A control customer is held out only where a treated one would have been contacted, so
+        # both arms come from the same ranked population and the control share stays as set.
+        unprofitable = require_gain and gain - channels[channel].cost <= cfg.min_expected_value
+        if unprofitable or spent + cost > budget:
             keep.append(False)
             chosen_channel.append(None)
             contact_cost.append(0.0)
@@ -258,9 +334,9 @@ def decide(
     best = (
         best.head(n)
         .with_columns(
-            pl.Series("_keep", keep),
+            pl.Series("_keep", keep, dtype=pl.Boolean),
             pl.Series("channel", chosen_channel, dtype=pl.Utf8),
-            pl.Series("contact_cost", contact_cost),
+            pl.Series("contact_cost", contact_cost, dtype=pl.Float64),
         )
         .filter(pl.col("_keep"))
     )

@@ -221,3 +221,100 @@ def test_list_is_published_masked_owner_only_and_reproducible(tmp_path):
     con = duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM retention.retention_lists").fetchone()[0] == first.rows
     con.close()
+
+
+def test_learning_list_randomises_offers_within_every_guarantee(cfg):
+    from retention.policy import learning_list
+
+    frame = customers(4000)
+    channels = {k: v.model_copy(update={"capacity": 300}) for k, v in cfg.channels.items()}
+    c = cfg.model_copy(update={"control_share": 0.5, "channels": channels})
+    result = learning_list(frame, c, AS_OF, "L-learn", 5, share=0.5, budget=3000.0)
+    rl = result.retention_list
+    again = learning_list(frame, c, AS_OF, "L-learn", 5, share=0.5, budget=3000.0).retention_list
+    assert rl.equals(again)
+    treated = rl.filter(~pl.col("control_flag"))
+    assert result_cost(treated) <= 3000.0 + 1e-6
+    assert treated["channel"].value_counts()["count"].max() <= 300
+    # Same exclusions and credit gating as the policy's own lists.
+    on = frame.filter(pl.col("customer_id").is_in(rl["customer_id"].implode()))
+    assert not on["do_not_contact"].any() and not on["marketing_opt_out"].any()
+    assert (on["contacts_in_period"] < cfg.contact_policy.max_contacts).all()
+    credit_offers = {o.name for o in cfg.offers if o.device_subsidy or o.extends_credit}
+    assert (
+        not set(rl.filter(pl.col("credit_grade").is_in(cfg.weak_grades))["offer"]) & credit_offers
+    )
+    # Offers are drawn at random, not by expected value: every offer individuals may get appears,
+    # and the offer does not follow the customer's churn risk.
+    individual = rl.filter(pl.col("segment") == "individual")
+    assert individual["offer"].n_unique() >= 4
+    by_offer = individual.group_by("offer").agg(pl.col("churn_probability").mean())
+    assert by_offer["churn_probability"].max() - by_offer["churn_probability"].min() < 0.05
+    assert 0.4 < rl["control_flag"].mean() < 0.6
+    with pytest.raises(ValueError):
+        learning_list(frame, c, AS_OF, "L", 5, share=0.0)
+
+
+def test_policy_never_contacts_below_cost_with_uplift_and_acceptance_estimates(cfg):
+    """EV = uplift × value − acceptance × offer cost − contact cost, with the estimates given."""
+    frame = customers(2000)
+    offers = [o.name for o in cfg.offers]
+    rng = np.random.default_rng(3)
+    est = pl.DataFrame(
+        {
+            **{f"uplift_{o}": rng.uniform(-0.01, 0.05, frame.height) for o in offers},
+            **{f"accept_{o}": rng.uniform(0.05, 0.9, frame.height) for o in offers},
+        }
+    )
+    wide = pl.concat([frame, est], how="horizontal")
+    rl = run(cfg, wide, budget=1e9, control_share=0.0).retention_list
+    assert rl.height > 0
+    j = rl.join(
+        wide.with_row_index("_i").select("customer_id", "_i"), on="customer_id"
+    ).with_columns(
+        pl.struct("_i", "offer")
+        .map_elements(
+            lambda r: (est[f"uplift_{r['offer']}"][r["_i"]], est[f"accept_{r['offer']}"][r["_i"]]),
+            return_dtype=pl.List(pl.Float64),
+        )
+        .alias("_est")
+    )
+    uplift, accept = j["_est"].list.get(0), j["_est"].list.get(1)
+    assert j["save_probability"].to_list() == pytest.approx(uplift.to_list())
+    assert j["accept_probability"].to_list() == pytest.approx(accept.to_list())
+    ev = uplift * j["value"] - accept * j["offer_cost"] - j["contact_cost"]
+    assert j["expected_value"].to_list() == pytest.approx(ev.to_list())
+    assert (ev > cfg.min_expected_value).all()
+    # Nobody with no positive estimated uplift is worth contacting.
+    none = wide.with_columns([pl.lit(0.0).alias(f"uplift_{o}") for o in offers])
+    assert run(cfg, none, budget=1e9).retention_list.height == 0
+
+
+def test_benchmark_holds_every_strategy_to_the_budget_at_true_cost():
+    from benchmarks.bench_retention import value_choice, within_budget
+
+    ranked = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "offer": ["discount"] * 4,
+            "contact_cost": [4.0, 4.0, 0.1, 0.1],
+            "offer_cost": [30.0] * 4,
+            "value": [200.0] * 4,
+        }
+    )
+    truth = pl.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "offer": ["discount"] * 4,
+            "response_type": ["persuadable", "sure_thing", "persuadable", "do_not_disturb"],
+            "uplift": [0.1, 0.0, 0.2, -0.05],
+        }
+    )
+    # True costs: A 4 + 0.7·30 = 25, B 4 + 0.4·30 = 16, C 0.1 + 0.7·30 = 21.1, D 0.1 + 0.05·30
+    # = 1.6. Run down in order: A fits, B and C would overspend, D fits.
+    chosen = within_budget(ranked, truth, 40.0)
+    assert chosen["customer_id"].to_list() == ["A", "D"]
+    v = value_choice(chosen)
+    assert v["cost"] == pytest.approx(26.6) and v["cost"] <= 40.0
+    assert v["expected_saves"] == pytest.approx(0.05)
+    assert v["profit"] == pytest.approx(0.05 * 200 - 26.6)
