@@ -206,7 +206,7 @@ def _load_file(
         f"CREATE OR REPLACE TEMP TABLE _good AS SELECT {casts} FROM _checked WHERE _reason = ''"
     )
     # Latest delivery wins: keys already loaded from a later file keep their row.
-    key_match = " AND ".join(f'r."{k}" = g."{k}"' for k in table.key)
+    key_match = " AND ".join(f'r."{k}" = g."{k}"' for k in table.key) + _date_window(con, table)
     later = (
         "(m.file_date > ? OR (m.file_date = ? AND m.path > ?))"
         if fdate is not None
@@ -234,6 +234,23 @@ def _load_file(
     )
     loaded = con.execute("SELECT count(*) FROM _good").fetchone()[0]
     return loaded, bad, superseded
+
+
+def _date_window(con: duckdb.DuckDBPyConnection, table: Table) -> str:
+    """Extra join conditions bounding r's date keys to this file's range.
+
+    Exact (the keys must be equal anyway), and it lets DuckDB skip the row groups of other days
+    by their min/max: without it every daily file scans the whole history of the table.
+    """
+    out = []
+    for k in table.key:
+        if table.column(k).dtype.upper() != "DATE":
+            continue
+        low, high = con.execute(f'SELECT min("{k}"), max("{k}") FROM _good').fetchone()
+        if low is None:
+            return " AND false"
+        out.append(f" AND r.\"{k}\" BETWEEN DATE '{low.isoformat()}' AND DATE '{high.isoformat()}'")
+    return "".join(out)
 
 
 def _record(

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,10 +20,11 @@ class Workdir:
     """Paths of all state under one home folder (default .churn/)."""
 
     home: Path
+    memory_limit_mb: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workdir:
-        return cls(Path(settings.home).expanduser().resolve())
+        return cls(Path(settings.home).expanduser().resolve(), settings.warehouse.memory_limit_mb)
 
     @property
     def db_path(self) -> Path:
@@ -91,9 +92,12 @@ def connect(workdir: Workdir, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if read_only and not workdir.db_path.exists():
         raise WorkdirError(f"no warehouse at {workdir.db_path}: run `churn demo` or `churn ingest`")
     try:
-        return duckdb.connect(str(workdir.db_path), read_only=read_only)
+        con = duckdb.connect(str(workdir.db_path), read_only=read_only)
     except duckdb.IOException as exc:
         raise WorkdirError(f"cannot open warehouse {workdir.db_path}: {exc}") from exc
+    if workdir.memory_limit_mb:
+        con.execute(f"SET memory_limit = '{int(workdir.memory_limit_mb)}MB'")
+    return con
 
 
 @contextlib.contextmanager
