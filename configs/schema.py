@@ -90,6 +90,8 @@ class SearchSpace(Section):
     feature_fraction: tuple[float, float] = (0.5, 1.0)
     bagging_fraction: tuple[float, float] = (0.5, 1.0)
     lambda_l2: tuple[float, float] = (1e-3, 10.0)
+    # (0, 0) leaves depth unbounded; bounded depth keeps TreeSHAP reason codes cheap.
+    max_depth: tuple[int, int] = (0, 0)
 
 
 class EmpcConfig(Section):
@@ -106,6 +108,28 @@ class PromotionConfig(Section):
     brier_tolerance: float = Field(0.005, ge=0.0)
 
 
+class SnapshotConfig(Section):
+    """`churn snapshot`: LightGBM blended with a logistic regression, weight set by inner CV."""
+
+    blend: bool = True
+    blend_folds: int = Field(5, ge=2, le=10)
+    linear_c: list[float] = [0.03, 0.1, 0.3, 1.0]
+    family_sums: bool = True
+    # Small tables are never bulk-scored: a wider search than the operator models'.
+    search_space: SearchSpace = SearchSpace()
+    num_boost_round: int = Field(1000, ge=10)
+
+
+class ExplainerConfig(Section):
+    """Reason codes from a compact mimic of the model (TreeSHAP on it is ~10-50× cheaper)."""
+
+    enabled: bool = True
+    rounds: int = Field(100, ge=10, le=1000)
+    fit_rows: int = Field(200_000, ge=1000)
+    # Below this share of the model's log-odds variance reproduced, reasons use exact TreeSHAP.
+    min_r2: float = Field(0.9, ge=0.0, le=1.0)
+
+
 class ModelsConfig(Section):
     horizon_days: int = 90
     trials: int = Field(20, ge=1)
@@ -117,6 +141,11 @@ class ModelsConfig(Section):
     empc: EmpcConfig = EmpcConfig()
     promotion: PromotionConfig = PromotionConfig()
     reason_codes: int = Field(3, ge=1, le=10)
+    # Above these sizes training reads a stable hash sample of customers (memory stays bounded).
+    max_train_rows: int = Field(1_000_000, ge=1000)
+    max_valid_rows: int = Field(500_000, ge=1000)
+    explainer: ExplainerConfig = ExplainerConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
 
 
 class CreditLimitRule(Section):
@@ -284,6 +313,14 @@ class ExecutorConfig(Section):
     address: str | None = Field(None, description="Dask scheduler; None starts a LocalCluster.")
     workers: int = Field(2, ge=1)
     partitions: int = Field(4, ge=1)
+    # With kind=dask, the final LightGBM fit runs on the cluster via lightgbm.dask.
+    dask_training: bool = True
+
+
+class WarehouseConfig(Section):
+    # DuckDB spills to disk beyond this, so a stage's memory stays bounded at any size
+    # (its default is 80% of the machine's RAM).
+    memory_limit_mb: int = Field(4096, ge=256)
 
 
 class Settings(Section):
@@ -303,4 +340,5 @@ class Settings(Section):
     tracking: TrackingConfig = TrackingConfig()
     security: SecurityConfig = SecurityConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
     demo: DemoConfig = DemoConfig()

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import mlflow
 import numpy as np
 import polars as pl
@@ -24,7 +25,7 @@ from models.promotion import decide
 from pipelines.errors import ConfigError, InputError
 from pipelines.feature_store import feature_columns, load_snapshots
 from pipelines.tracking import experiment_client, git_commit
-from pipelines.workdir import Workdir, audit
+from pipelines.workdir import Workdir, audit, connect
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +94,50 @@ def training_frames(
     settings: Settings, model: str, as_of: date | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, str, list[date], date]:
     label = label_for(settings, model)
-    snap = load_snapshots(settings)
-    if as_of is not None:
-        snap = snap.filter(pl.col("as_of") <= as_of)
-    snap = snap.filter(pl.col(label).is_not_null())
-    if snap.is_empty():
-        raise InputError(
-            f"no snapshot has a matured {label} label yet: build more history with "
-            "`churn features --as-of DATE --history K`"
-        )
-    dates = sorted(snap["as_of"].unique().to_list())
+    cfg = settings.models
+    matured = f"{label} IS NOT NULL" + (" AND as_of <= $as_of" if as_of else "")
+    con = connect(Workdir.from_settings(settings), read_only=True)
     try:
-        train_dates, valid_date = out_of_time_split(dates, dates[-1], settings.models.horizon_days)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    train = snap.filter(pl.col("as_of").is_in(train_dates))
-    valid = snap.filter(pl.col("as_of") == valid_date)
+        try:
+            counts = dict(
+                con.execute(
+                    f"SELECT as_of, count(*) FROM feat.customer_snapshot WHERE {matured} GROUP BY 1",  # noqa: S608 - label is a config-validated column name
+                    {"as_of": as_of} if as_of else {},
+                ).fetchall()
+            )
+        except duckdb.CatalogException:
+            raise InputError(
+                "no feature snapshots yet: run `churn features --as-of DATE`"
+            ) from None
+        if not counts:
+            raise InputError(
+                f"no snapshot has a matured {label} label yet: build more history with "
+                "`churn features --as-of DATE --history K`"
+            )
+        dates = sorted(counts)
+        try:
+            train_dates, valid_date = out_of_time_split(dates, dates[-1], cfg.horizon_days)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        n_train = sum(counts[d] for d in train_dates)
+        train = load_snapshots(
+            settings,
+            train_dates,
+            con,
+            f"{label} IS NOT NULL",
+            min(1.0, cfg.max_train_rows / n_train),
+        )
+        valid = load_snapshots(
+            settings,
+            [valid_date],
+            con,
+            f"{label} IS NOT NULL",
+            min(1.0, cfg.max_valid_rows / counts[valid_date]),
+        )
+    finally:
+        con.close()
+    if train.height < n_train:
+        log.info("training on a %d-row customer sample of %d rows", train.height, n_train)
     for name, part in (("training", train), ("validation", valid)):
         if part[label].n_unique() < 2:
             raise InputError(
@@ -156,6 +185,32 @@ def _plots(y: np.ndarray, p: np.ndarray, importance: dict[str, float], folder: P
     (folder / "gains.json").write_text(json.dumps(gains, indent=2))
     (folder / "calibration.json").write_text(json.dumps(cal, indent=2))
     (folder / "feature_importance.json").write_text(json.dumps(dict(top_imp), indent=2))
+
+
+def attach_explainer(
+    settings: Settings, trained: lgbm.TrainedModel, train: pl.DataFrame, valid: pl.DataFrame
+) -> dict[str, float]:
+    """Fit the compact reason-code explainer; keep it only if it is faithful on validation."""
+    cfg = settings.models.explainer
+    if not cfg.enabled:
+        return {}
+    fit_on = (
+        train if train.height <= cfg.fit_rows else train.sample(cfg.fit_rows, seed=settings.seed)
+    )
+    explainer = lgbm.fit_explainer(trained, fit_on, cfg.rounds)
+    check = valid if valid.height <= 5000 else valid.sample(5000, seed=settings.seed)
+    fidelity = lgbm.explainer_fidelity(trained, explainer, check, settings.models.reason_codes)
+    if fidelity["r2"] >= cfg.min_r2:
+        trained.explainer = explainer
+    else:
+        log.warning(
+            "reason-code explainer reproduces %.2f of the log-odds variance (< %.2f):"
+            " reasons use exact TreeSHAP on the model",
+            fidelity["r2"],
+            cfg.min_r2,
+        )
+    used = {"explainer_used": float(trained.explainer is not None)}
+    return {**{f"explainer_{k}": v for k, v in fidelity.items()}, **used}
 
 
 def train_model(
@@ -207,19 +262,26 @@ def train_model(
             on_trial=on_trial,
             timeout=cfg.timeout_seconds,
         )
-        trained = lgbm.fit(
-            tr,
-            y_tr,
-            va,
-            y_va,
-            columns,
-            best_params,
-            cfg.num_boost_round,
-            cfg.early_stopping_rounds,
-            cfg.calibration,
-            settings.seed,
-            refit=True,
-        )
+        if settings.executor.kind == "dask" and settings.executor.dask_training:
+            from pipelines.dask_training import fit_on_dask
+
+            trained, on_dask = fit_on_dask(settings, tr, y_tr, va, y_va, columns, best_params)
+            mlflow.set_tags(on_dask)
+        else:
+            trained = lgbm.fit(
+                tr,
+                y_tr,
+                va,
+                y_va,
+                columns,
+                best_params,
+                cfg.num_boost_round,
+                cfg.early_stopping_rounds,
+                cfg.calibration,
+                settings.seed,
+                refit=True,
+            )
+        explainer_metrics = attach_explainer(settings, trained, tr, valid)
         y_val = valid[label].to_numpy().astype(float)
         p_val = trained.predict(valid)
         scores = metrics.summary(y_val, p_val, task, cfg.empc.model_dump())
@@ -237,7 +299,7 @@ def train_model(
                 "data_fingerprint": fingerprint(pl.concat([train, valid]), label),
             }
         )
-        mlflow.log_metrics({**scores, "inner_pr_auc": best_inner})
+        mlflow.log_metrics({**scores, **explainer_metrics, "inner_pr_auc": best_inner})
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "features.json").write_text(json.dumps(columns, indent=2))

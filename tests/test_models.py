@@ -234,3 +234,44 @@ def test_snapshot_mode_reads_hostile_csv(tmp_path: Path, make_settings):
     path.write_text("\n".join(rows) + "\n")
     result = run_snapshot(make_settings(), path, "target", "Yes", id_col="id", track=False)
     assert 0 <= result.metrics["roc_auc"] <= 1 and result.metrics["n_rows"] == 400
+
+
+def test_explainer_mimics_the_model_and_names_its_reasons(toy_model):
+    """The compact explainer reproduces the model's log-odds and agrees on the top reason."""
+    train, _ = _toy(6000, 1)
+    check, _ = _toy(2000, 3)
+    explainer = lgbm.fit_explainer(toy_model, train, rounds=100)
+    fidelity = lgbm.explainer_fidelity(toy_model, explainer, check, k=2)
+    assert fidelity["r2"] > 0.9
+    assert fidelity["top1"] > 0.8
+    # A mimic with a single stump is not faithful: the check must be able to say so.
+    stump = lgbm.fit_explainer(toy_model, train, rounds=1)
+    assert lgbm.explainer_fidelity(toy_model, stump, check, k=2)["r2"] < 0.5
+
+
+def test_contributions_come_from_the_explainer_only_when_attached(toy_model, make_settings):
+    import copy
+
+    from pipelines.training import attach_explainer
+
+    train, _ = _toy(6000, 1)
+    valid, _ = _toy(2000, 2)
+    model = copy.copy(toy_model)
+    model.explainer = None
+    faithful = attach_explainer(make_settings(), model, train, valid)
+    assert faithful["explainer_used"] == 1.0 and model.explainer is not None
+    fast, exact = model.contributions(valid), model.contributions(valid, exact=True)
+    assert fast.shape == exact.shape and not np.allclose(fast, exact)
+    # Raw log-odds are the sum of contributions for both (TreeSHAP's local accuracy).
+    assert np.allclose(
+        exact.sum(axis=1),
+        model.booster.predict(
+            model.features.matrix(valid), raw_score=True, num_iteration=model.best_iteration
+        ),
+    )
+    # nothing is that faithful: exact TreeSHAP is used
+    strict = make_settings(models={"explainer": {"min_r2": 1.0}})
+    model.explainer = None
+    assert attach_explainer(strict, model, train, valid)["explainer_used"] == 0.0
+    assert model.explainer is None
+    assert np.allclose(model.contributions(valid), exact)

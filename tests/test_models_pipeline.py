@@ -229,3 +229,20 @@ def test_training_with_a_single_snapshot_is_a_clear_error(make_settings):
     write_snapshots(settings, synthetic_snapshots(300).filter(pl.col("as_of") == AS_OF[0]))
     with pytest.raises(InputError, match="older snapshots|single class"):
         train_model(settings, "churn", trials=1)
+
+
+def test_large_training_sets_are_a_stable_customer_sample(make_settings):
+    """Above models.max_train_rows, training reads a hash sample of whole customers, reproducibly."""
+    from pipelines.training import training_frames
+
+    settings = make_settings(**{"models": {**SMALL["models"], "max_train_rows": 1000}})
+    write_snapshots(settings, synthetic_snapshots())
+    train, valid, _, train_dates, _ = training_frames(settings, "churn", None)
+    full_train = 1500 * len(train_dates)
+    assert 600 < train.height < 1400 < full_train  # about max_train_rows, far below the full set
+    assert valid.height == 1500  # under max_valid_rows: the whole validation month
+    # whole customers: a sampled customer is present in every training month
+    months = train.group_by("customer_id").agg(pl.col("as_of").n_unique())["as_of"]
+    assert months.min() == len(train_dates)
+    again, *_ = training_frames(settings, "churn", None)
+    assert again.equals(train)
