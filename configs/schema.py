@@ -321,6 +321,9 @@ class WarehouseConfig(Section):
     # DuckDB spills to disk beyond this, so a stage's memory stays bounded at any size
     # (its default is 80% of the machine's RAM).
     memory_limit_mb: int = Field(4096, ge=256)
+    # Larger customer bases are featurised in customer-hash partitions of about this size, one
+    # after another: some of DuckDB's aggregate states live outside its spillable memory.
+    partition_customers: int = Field(250_000, ge=100)
 
 
 class Settings(Section):

@@ -87,6 +87,12 @@ def build_snapshots(
         if end is None or as_of > end:
             raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
         report.data_end = end
+        parts = -(-_customers(con) // settings.warehouse.partition_customers)
+        if own and parts > 1:
+            # Large bases: partitions one after another, each attaching the warehouse read-only.
+            con.close()
+            own = False
+            return build_snapshots_partitioned(settings, as_of, history, _sequential, parts)
 
         def frames() -> Iterator[pl.DataFrame]:
             # One date at a time: memory holds one snapshot, not the whole history.
@@ -101,6 +107,17 @@ def build_snapshots(
             con.close()
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _customers(con: duckdb.DuckDBPyConnection) -> int:
+    try:
+        return int(con.execute("SELECT count(*) FROM raw.customers").fetchone()[0])
+    except duckdb.CatalogException:
+        return 0
+
+
+def _sequential(fn, args: list[tuple]) -> list:
+    return [fn(*a) for a in args]
 
 
 def store_snapshots(
@@ -197,6 +214,7 @@ def build_partition(
     """
     con = duckdb.connect()
     try:
+        con.execute(f"SET memory_limit = '{int(settings.warehouse.memory_limit_mb)}MB'")
         quoted = db_path.replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
         con.execute("CREATE SCHEMA raw")
@@ -215,7 +233,7 @@ def build_partition(
 
 
 def build_snapshots_partitioned(
-    settings: Settings, as_of: date, history: int, run_parts
+    settings: Settings, as_of: date, history: int, run_parts, parts: int | None = None
 ) -> FeatureBuildReport:
     """build_snapshots with each date computed as customer-hash partitions by `run_parts`.
 
@@ -235,7 +253,7 @@ def build_snapshots_partitioned(
     if end is None or as_of > end:
         raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
     report.data_end = end
-    parts = settings.executor.partitions
+    parts = parts or settings.executor.partitions
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=wd.features))
     try:
         staged = []

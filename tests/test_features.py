@@ -295,3 +295,22 @@ def test_latest_matured_picks_the_newest_complete_label():
     assert latest_matured(dates, date(2025, 6, 30), 30) == date(2025, 5, 31)
     assert latest_matured(dates, date(2025, 6, 30), 90) == date(2025, 3, 31)
     assert latest_matured(dates, date(2025, 2, 1), 90) is None
+
+
+def test_large_bases_are_built_in_partitions_with_the_same_result(loaded, tmp_path, caplog):
+    """Above warehouse.partition_customers the build runs per customer-hash partition."""
+    whole = _copy(loaded, tmp_path / "whole")
+    build_snapshots(whole, AS_OF, history=2)
+    split = load_settings(
+        home=_copy(loaded, tmp_path / "split").home,
+        environ={"CHURN_WAREHOUSE__PARTITION_CUSTOMERS": "300"},
+    )
+    with caplog.at_level("INFO", logger="pipelines.feature_store"):
+        report = build_snapshots(split, AS_OF, history=2)
+    assert "partitions" in caplog.text  # the partitioned path ran
+    expected = load_snapshots(whole).sort(["as_of", "customer_id"])
+    got = load_snapshots(split).sort(["as_of", "customer_id"])
+    assert report.rows == got.height == expected.height > 600
+    assert got.equals(expected)
+    assert not needs_build(split, AS_OF)
+    assert (Path(split.home) / "features" / f"customer_snapshot_{AS_OF}.parquet").exists()
