@@ -87,5 +87,7 @@ def reason_codes(
     """Per row: k phrases and their reason groups, strongest first; only risk-raising features."""
     phrase_cols, group_cols = reason_columns(contrib, values, columns, specs, k)
     phrases = [[p for p in row if p is not None] for row in zip(*phrase_cols, strict=True)]
-    groups = [list(row[: len(p)]) for row, p in zip(zip(*group_cols, strict=True), phrases)]
+    groups = [
+        list(row[: len(p)]) for row, p in zip(zip(*group_cols, strict=True), phrases, strict=True)
+    ]
     return phrases, groups
