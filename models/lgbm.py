@@ -167,7 +167,7 @@ def fit(
         # Early stopping found the number of trees; the final model learns from all rows
         # (the calibrator, fitted on held-out scores of the same recipe, carries over).
         both = pl.concat([train, valid], how="vertical_relaxed")
-        rounds = max(int(best * 1.1), 10)
+        rounds = refit_rounds(best)
         booster = lgb.train(full, _dataset(ff, both, np.concatenate([y_train, y_valid])), rounds)
         best = rounds
     return TrainedModel(booster, calibrator, ff, full, best)

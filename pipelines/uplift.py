@@ -148,15 +148,20 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     hold = frame.filter(pl.col("held_out"))
     treated = train.filter(pl.col("treated"))
     control = train.filter(~pl.col("treated"))
-    try:
-        model = fit_uplift(
+
+    def fit(learner: str):
+        return fit_uplift(
             treated,
             treated["churned"].to_numpy().astype(float),
             control,
             control["churned"].to_numpy().astype(float),
             columns,
             seed=settings.seed,
+            learner=learner,
         )
+
+    try:
+        model = fit("relative")
     except ValueError as exc:
         return UpliftResult(False, f"uplift not trained: {exc}")
     y, t = hold["churned"].to_numpy(), hold["treated"].to_numpy()
@@ -167,15 +172,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         qini_risk = qini_coefficient(y, t, model.control.predict(hold))
         # The T-learner on the same rows, for comparison (it was the learner before).
         try:
-            two = fit_uplift(
-                treated,
-                treated["churned"].to_numpy().astype(float),
-                control,
-                control["churned"].to_numpy().astype(float),
-                columns,
-                seed=settings.seed,
-                learner="two_model",
-            )
+            two = fit("two_model")
             qini_two = qini_coefficient(y, t, two.uplift(hold, hold[OFFER_COLUMN]))
         except ValueError:
             qini_two = None

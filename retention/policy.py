@@ -176,14 +176,7 @@ def decide(
 ) -> PolicyResult:
     """Choose who gets which offer through which channel within budget and capacity."""
     budget = cfg.budget if budget is None else budget
-    flagged = exclusions(_with_value(customers, cfg), cfg, as_of)
-    excluded = dict(
-        flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
-        .value_counts()
-        .iter_rows()
-    )
-    collections = _collections(flagged)
-    eligible = flagged.filter(pl.col("excluded_reason").is_null())
+    flagged, excluded, collections, eligible = _screen(customers, cfg, as_of)
     options = offer_options(eligible, cfg, realisation)
     if options.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
@@ -224,14 +217,8 @@ def learning_list(
     if not 0.0 < share <= 1.0:
         raise ValueError("the learning share must be in (0, 1]")
     budget = cfg.budget if budget is None else budget
-    flagged = exclusions(_with_value(customers, cfg), cfg, as_of)
-    excluded = dict(
-        flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
-        .value_counts()
-        .iter_rows()
-    )
-    collections = _collections(flagged)
-    eligible = flagged.filter(pl.col("excluded_reason").is_null()).sort("customer_id")
+    flagged, excluded, collections, eligible = _screen(customers, cfg, as_of)
+    eligible = eligible.sort("customer_id")
     rng = np.random.default_rng(seed)
     picked = eligible.filter(pl.Series(rng.random(eligible.height) < share))
     options = offer_options(picked, cfg)
@@ -249,6 +236,22 @@ def learning_list(
     best = best.with_columns(pl.Series("_o", rng.random(best.height))).sort("_o").drop("_o")
     best = best.with_columns(assign_control(best, cfg.control_share, seed + 1))
     return _allocate(best, cfg, as_of, list_id, budget, collections, excluded, require_gain=False)
+
+
+def _screen(customers: pl.DataFrame, cfg: RetentionConfig, as_of: date):
+    """Exclusion reasons, their counts, the collections flags and the eligible customers."""
+    flagged = exclusions(_with_value(customers, cfg), cfg, as_of)
+    excluded = dict(
+        flagged.filter(pl.col("excluded_reason").is_not_null())["excluded_reason"]
+        .value_counts()
+        .iter_rows()
+    )
+    return (
+        flagged,
+        excluded,
+        _collections(flagged),
+        flagged.filter(pl.col("excluded_reason").is_null()),
+    )
 
 
 def _with_value(customers: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
