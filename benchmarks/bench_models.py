@@ -140,6 +140,8 @@ def quality(settings, trials: int) -> list[dict]:
                 "ks": m["ks"],
                 "empc": m.get("empc"),
                 "seconds": r.seconds,
+                # What snapshot mode chose per fold (blend weight, C, ...), for the record.
+                "params": r.params,
             }
         )
         print(f"{name}: ROC-AUC {m['roc_auc']:.4f} (target {goal}) in {r.seconds:.1f} s")

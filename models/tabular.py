@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 NULL_TOKENS = ["", "na", "n/a", "nan", "null", "none", "?", "-", "missing"]
@@ -63,3 +65,41 @@ def target_vector(frame: pl.DataFrame, target: str, positive: str) -> pl.Series:
             f"target {target!r} has a single class for positive value {positive!r} (values seen: {seen})"
         )
     return y
+
+
+def _name_tokens(name: str) -> list[str]:
+    return [t.lower() for t in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
+def column_families(frame: pl.DataFrame, min_size: int = 3) -> dict[str, list[str]]:
+    """Numeric columns whose names differ in one word or number only (BILL_AMT1..6, day/eve/night).
+
+    Detected from names and types alone, so the same families exist in any file with the same
+    header. Keys are readable names of the family's total, e.g. ``bill amt * (sum)``.
+    """
+    numeric = [c for c in frame.columns if frame.schema[c].is_numeric()]
+    groups: dict[tuple, list[str]] = {}
+    for c in numeric:
+        tokens = _name_tokens(c)
+        for i in range(len(tokens)):
+            key = (tuple(tokens[:i]), tuple(tokens[i + 1 :]))
+            groups.setdefault(key, []).append(c)
+    out: dict[str, list[str]] = {}
+    seen: set[tuple[str, ...]] = set()
+    for (head, tail), members in groups.items():
+        # A family shares at least one word; single-word names have nothing in common.
+        if not (head or tail) or len(members) < min_size or tuple(members) in seen:
+            continue
+        seen.add(tuple(members))
+        name = " ".join([*head, "*", *tail]) + " (sum)"
+        if name not in frame.columns:
+            out[name] = members
+    return out
+
+
+def add_family_sums(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl.DataFrame:
+    """Append one total per column family (missing members count as zero)."""
+    return frame.with_columns(
+        pl.sum_horizontal(pl.col(m).cast(pl.Float64) for m in members).alias(name)
+        for name, members in families.items()
+    )
