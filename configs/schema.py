@@ -120,16 +120,6 @@ class SnapshotConfig(Section):
     num_boost_round: int = Field(1000, ge=10)
 
 
-class ExplainerConfig(Section):
-    """Reason codes from a compact mimic of the model (TreeSHAP on it is ~10-50× cheaper)."""
-
-    enabled: bool = True
-    rounds: int = Field(100, ge=10, le=1000)
-    fit_rows: int = Field(200_000, ge=1000)
-    # Below this share of the model's log-odds variance reproduced, reasons use exact TreeSHAP.
-    min_r2: float = Field(0.9, ge=0.0, le=1.0)
-
-
 class ModelsConfig(Section):
     horizon_days: int = 90
     trials: int = Field(20, ge=1)
@@ -144,7 +134,6 @@ class ModelsConfig(Section):
     # Above these sizes training reads a stable hash sample of customers (memory stays bounded).
     max_train_rows: int = Field(1_000_000, ge=1000)
     max_valid_rows: int = Field(500_000, ge=1000)
-    explainer: ExplainerConfig = ExplainerConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
 
 
@@ -160,9 +149,10 @@ class ScoringConfig(Section):
     # PD upper bounds for grades A..D; anything above the last bound is E.
     credit_grade_cutoffs: list[float] = [0.02, 0.05, 0.10, 0.20]
     credit_limit: CreditLimitRule = CreditLimitRule()
-    # Reason codes (TreeSHAP) cost far more than scores: explain the riskier deciles only,
-    # where retention actually acts.
-    reason_code_min_decile: int = Field(6, ge=1, le=10)
+    # Reason codes cost more than scores: explain the riskier deciles only, where retention acts.
+    reason_code_min_decile: int = Field(8, ge=1, le=10)
+    # path: path attribution (about the cost of a prediction); treeshap: exact, far slower.
+    reason_method: Literal["path", "treeshap"] = "path"
 
     @field_validator("credit_grade_cutoffs")
     @classmethod

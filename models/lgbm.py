@@ -13,6 +13,7 @@ import pandas as pd
 import polars as pl
 
 from configs.schema import SearchSpace
+from models.attribution import path_contributions, path_table
 from models.calibration import Calibrator, fit_calibrator
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,6 @@ class TrainedModel:
     features: FeatureFrame
     params: dict[str, Any]
     best_iteration: int
-    # A compact tree model of this model's log-odds: reasons come from TreeSHAP on it.
-    explainer: lgb.Booster | None = None
 
     def _matrix(self, frame: pl.DataFrame | pd.DataFrame) -> pd.DataFrame:
         # A matrix made by self.features.matrix passes through: scoring builds it once.
@@ -95,19 +94,23 @@ class TrainedModel:
     def predict(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         return self.calibrator(self.raw(frame))
 
-    def contributions(self, frame: pl.DataFrame | pd.DataFrame, exact: bool = False) -> np.ndarray:
+    def contributions(self, frame: pl.DataFrame | pd.DataFrame, method: str = "path") -> np.ndarray:
         """Per-feature contributions to the log-odds (last column is the bias).
 
-        From the compact explainer when there is one (TreeSHAP cost grows with trees × leaves ×
-        depth², so explaining the model itself does not fit 1M customers in seconds); `exact`
-        asks for TreeSHAP on the model itself.
+        "path": path attribution, at about the cost of a prediction (models/attribution.py);
+        "treeshap": LightGBM's exact TreeSHAP, costlier by leaves × depth per tree.
         """
-        explainer = getattr(self, "explainer", None)  # bundles pickled before it existed
-        if explainer is not None and not exact:
-            return explainer.predict(self._matrix(frame), pred_contrib=True)
-        return self.booster.predict(
-            self._matrix(frame), num_iteration=self.best_iteration, pred_contrib=True
-        )
+        matrix = self._matrix(frame)
+        if method == "treeshap":
+            return self.booster.predict(
+                matrix, num_iteration=self.best_iteration, pred_contrib=True
+            )
+        if method != "path":
+            raise ValueError(f"unknown contribution method {method!r}: path or treeshap")
+        table = self.__dict__.get("_paths")
+        if table is None:
+            table = self.__dict__["_paths"] = path_table(self.booster, self.best_iteration)
+        return path_contributions(self.booster, matrix, table, self.best_iteration)
 
     def importance(self) -> dict[str, float]:
         gain = self.booster.feature_importance(importance_type="gain")
@@ -263,55 +266,3 @@ def tune(
 def refit_rounds(best_iteration: int) -> int:
     """Trees for the refit on all rows: a tenth more than early stopping found on four fifths."""
     return max(int(best_iteration * 1.1), 10)
-
-
-EXPLAINER_PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "num_leaves": 15,
-    "max_depth": 4,
-    "learning_rate": 0.1,
-    "min_child_samples": 50,
-    "verbosity": -1,
-    "num_threads": 2,
-    "deterministic": True,
-    "force_row_wise": True,
-    "seed": 0,
-}
-
-
-def fit_explainer(model: TrainedModel, frame: pl.DataFrame, rounds: int = 100) -> lgb.Booster:
-    """A compact regression tree ensemble that mimics the model's log-odds on `frame`."""
-    matrix = model.features.matrix(frame)
-    target = model.booster.predict(matrix, num_iteration=model.best_iteration, raw_score=True)
-    data = lgb.Dataset(
-        matrix, label=target, categorical_feature=list(model.features.categories) or "auto"
-    )
-    return lgb.train(EXPLAINER_PARAMS, data, num_boost_round=rounds)
-
-
-def explainer_fidelity(
-    model: TrainedModel, explainer: lgb.Booster, frame: pl.DataFrame, k: int = 3
-) -> dict[str, float]:
-    """How far the explainer's reasons can be trusted, on rows it was not fitted on.
-
-    r2: share of the model's log-odds variance it reproduces; top1: share of rows whose
-    strongest risk-raising feature is the same as exact TreeSHAP's on the model; topk: share of
-    the exact top-k features it also names.
-    """
-    matrix = model.features.matrix(frame)
-    truth = model.booster.predict(matrix, num_iteration=model.best_iteration, raw_score=True)
-    approx = explainer.predict(matrix)
-    r2 = 1.0 - float(np.mean((truth - approx) ** 2) / max(np.var(truth), 1e-12))
-    exact = model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True)
-    cheap = explainer.predict(matrix, pred_contrib=True)
-    kk = min(k, exact.shape[1] - 1)
-    top_exact = np.argsort(-exact[:, :-1], axis=1)[:, :kk]
-    top_cheap = np.argsort(-cheap[:, :-1], axis=1)[:, :kk]
-    overlap = np.mean(
-        [len(set(a) & set(b)) / kk for a, b in zip(top_exact, top_cheap, strict=True)]
-    )
-    return {
-        "r2": r2,
-        "top1": float(np.mean(top_exact[:, 0] == top_cheap[:, 0])),
-        "topk": float(overlap),
-    }

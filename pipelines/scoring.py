@@ -71,7 +71,7 @@ def explain_part(
     """Top reason phrases and groups from TreeSHAP contributions, for the rows given."""
     if subset.is_empty():
         return [], []
-    contrib = churn_model.contributions(subset)
+    contrib = churn_model.contributions(subset, settings.scoring.reason_method)
     cols = churn_model.features.columns
     specs = {s.name: s for s in feature_specs(settings.features)}
     k = settings.models.reason_codes

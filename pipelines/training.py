@@ -21,6 +21,7 @@ import polars as pl
 from configs.schema import Settings
 from features.split import out_of_time_split
 from models import lgbm, metrics
+from models.attribution import agreement
 from models.promotion import decide
 from pipelines.errors import ConfigError, InputError
 from pipelines.feature_store import feature_columns, load_snapshots
@@ -187,30 +188,18 @@ def _plots(y: np.ndarray, p: np.ndarray, importance: dict[str, float], folder: P
     (folder / "feature_importance.json").write_text(json.dumps(dict(top_imp), indent=2))
 
 
-def attach_explainer(
-    settings: Settings, trained: lgbm.TrainedModel, train: pl.DataFrame, valid: pl.DataFrame
+def reason_agreement(
+    settings: Settings, trained: lgbm.TrainedModel, valid: pl.DataFrame
 ) -> dict[str, float]:
-    """Fit the compact reason-code explainer; keep it only if it is faithful on validation."""
-    cfg = settings.models.explainer
-    if not cfg.enabled:
-        return {}
-    fit_on = (
-        train if train.height <= cfg.fit_rows else train.sample(cfg.fit_rows, seed=settings.seed)
+    """How often path attribution names the same top reasons as exact TreeSHAP (validation sample)."""
+    check = valid if valid.height <= 3000 else valid.sample(3000, seed=settings.seed)
+    matrix = trained.features.matrix(check)
+    found = agreement(
+        trained.contributions(matrix, "path"),
+        trained.contributions(matrix, "treeshap"),
+        settings.models.reason_codes,
     )
-    explainer = lgbm.fit_explainer(trained, fit_on, cfg.rounds)
-    check = valid if valid.height <= 5000 else valid.sample(5000, seed=settings.seed)
-    fidelity = lgbm.explainer_fidelity(trained, explainer, check, settings.models.reason_codes)
-    if fidelity["r2"] >= cfg.min_r2:
-        trained.explainer = explainer
-    else:
-        log.warning(
-            "reason-code explainer reproduces %.2f of the log-odds variance (< %.2f):"
-            " reasons use exact TreeSHAP on the model",
-            fidelity["r2"],
-            cfg.min_r2,
-        )
-    used = {"explainer_used": float(trained.explainer is not None)}
-    return {**{f"explainer_{k}": v for k, v in fidelity.items()}, **used}
+    return {f"reasons_{k}_vs_treeshap": v for k, v in found.items()}
 
 
 def train_model(
@@ -281,7 +270,7 @@ def train_model(
                 settings.seed,
                 refit=True,
             )
-        explainer_metrics = attach_explainer(settings, trained, tr, valid)
+        reason_metrics = reason_agreement(settings, trained, valid)
         y_val = valid[label].to_numpy().astype(float)
         p_val = trained.predict(valid)
         scores = metrics.summary(y_val, p_val, task, cfg.empc.model_dump())
@@ -299,7 +288,7 @@ def train_model(
                 "data_fingerprint": fingerprint(pl.concat([train, valid]), label),
             }
         )
-        mlflow.log_metrics({**scores, **explainer_metrics, "inner_pr_auc": best_inner})
+        mlflow.log_metrics({**scores, **reason_metrics, "inner_pr_auc": best_inner})
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "features.json").write_text(json.dumps(columns, indent=2))

@@ -236,42 +236,30 @@ def test_snapshot_mode_reads_hostile_csv(tmp_path: Path, make_settings):
     assert 0 <= result.metrics["roc_auc"] <= 1 and result.metrics["n_rows"] == 400
 
 
-def test_explainer_mimics_the_model_and_names_its_reasons(toy_model):
-    """The compact explainer reproduces the model's log-odds and agrees on the top reason."""
-    train, _ = _toy(6000, 1)
-    check, _ = _toy(2000, 3)
-    explainer = lgbm.fit_explainer(toy_model, train, rounds=100)
-    fidelity = lgbm.explainer_fidelity(toy_model, explainer, check, k=2)
-    assert fidelity["r2"] > 0.9
-    assert fidelity["top1"] > 0.8
-    # A mimic with a single stump is not faithful: the check must be able to say so.
-    stump = lgbm.fit_explainer(toy_model, train, rounds=1)
-    assert lgbm.explainer_fidelity(toy_model, stump, check, k=2)["r2"] < 0.5
+def test_path_attribution_adds_up_to_the_log_odds_and_agrees_with_treeshap(toy_model):
+    """Path attribution is exact in sum (like TreeSHAP) and names mostly the same top reason."""
+    from models.attribution import agreement
+
+    frame, _ = _toy(2000, 3)
+    path = toy_model.contributions(frame)
+    exact = toy_model.contributions(frame, "treeshap")
+    matrix = toy_model.features.matrix(frame)
+    raw = toy_model.booster.predict(matrix, num_iteration=toy_model.best_iteration, raw_score=True)
+    assert np.allclose(path.sum(axis=1), raw) and np.allclose(exact.sum(axis=1), raw)
+    assert not np.allclose(path, exact)  # a different method, not TreeSHAP under another name
+    found = agreement(path, exact, k=2)
+    assert found["top1"] > 0.7
+    # Rows with more complaints get more credit to complaints from both methods.
+    many = frame["complaints_90d"].to_numpy() >= 2
+    assert path[many, 0].mean() > path[~many, 0].mean()
+    with pytest.raises(ValueError, match="unknown contribution method"):
+        toy_model.contributions(frame, "lime")
 
 
-def test_contributions_come_from_the_explainer_only_when_attached(toy_model, make_settings):
-    import copy
+def test_reason_agreement_is_measured_against_treeshap(toy_model, make_settings):
+    from pipelines.training import reason_agreement
 
-    from pipelines.training import attach_explainer
-
-    train, _ = _toy(6000, 1)
     valid, _ = _toy(2000, 2)
-    model = copy.copy(toy_model)
-    model.explainer = None
-    faithful = attach_explainer(make_settings(), model, train, valid)
-    assert faithful["explainer_used"] == 1.0 and model.explainer is not None
-    fast, exact = model.contributions(valid), model.contributions(valid, exact=True)
-    assert fast.shape == exact.shape and not np.allclose(fast, exact)
-    # Raw log-odds are the sum of contributions for both (TreeSHAP's local accuracy).
-    assert np.allclose(
-        exact.sum(axis=1),
-        model.booster.predict(
-            model.features.matrix(valid), raw_score=True, num_iteration=model.best_iteration
-        ),
-    )
-    # nothing is that faithful: exact TreeSHAP is used
-    strict = make_settings(models={"explainer": {"min_r2": 1.0}})
-    model.explainer = None
-    assert attach_explainer(strict, model, train, valid)["explainer_used"] == 0.0
-    assert model.explainer is None
-    assert np.allclose(model.contributions(valid), exact)
+    found = reason_agreement(make_settings(), toy_model, valid)
+    assert set(found) == {"reasons_top1_vs_treeshap", "reasons_topk_vs_treeshap"}
+    assert 0.5 < found["reasons_top1_vs_treeshap"] <= 1.0

@@ -1,0 +1,98 @@
+"""Per-feature contributions by path attribution (Saabas): the cost of a prediction, not of TreeSHAP.
+
+Each tree's output is split along the path a customer takes: every split hands the change in the
+node's expected value to the feature it splits on; the root's values sum to the bias. The parts
+add up to the model's log-odds exactly (like TreeSHAP), but cost one table lookup per tree and
+depth level, where TreeSHAP costs leaves × depth² per tree — the difference between explaining
+1M customers in seconds and in many minutes. Unlike TreeSHAP, features split near the root get
+somewhat more credit; training logs how often the two agree on the top reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+from scipy import sparse
+
+
+@dataclass
+class PathTable:
+    """Leaf-by-feature matrix: the value change each feature made on the path to each leaf."""
+
+    offsets: np.ndarray  # first global leaf id of each tree
+    leaf_features: sparse.csr_matrix  # (all leaves, features + 1); the last column stays 0
+    bias: float
+
+
+def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTable:
+    dump = booster.dump_model(num_iteration=num_iteration)
+    width = len(dump["feature_names"]) + 1
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    offsets, bias, leaf_id = [], 0.0, 0
+    for tree in dump["tree_info"]:
+        root = tree["tree_structure"]
+        offsets.append(leaf_id)
+        if "leaf_value" in root:  # a tree without splits only shifts the bias
+            bias += root["leaf_value"]
+            leaf_id += 1
+            continue
+        bias += root["internal_value"]
+        stack = [(root, [])]
+        while stack:
+            node, path = stack.pop()
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                value = child.get("leaf_value", child.get("internal_value"))
+                step = [*path, (node["split_feature"], value - node["internal_value"])]
+                if "leaf_index" in child:
+                    for f, d in step:
+                        rows.append(leaf_id + child["leaf_index"])
+                        cols.append(f)
+                        vals.append(d)
+                else:
+                    stack.append((child, step))
+        leaf_id += tree["num_leaves"]
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(leaf_id, width))
+    matrix.sum_duplicates()  # a feature split twice on one path gets both changes
+    return PathTable(np.asarray(offsets, dtype=np.int64), matrix, bias)
+
+
+def path_contributions(
+    booster: lgb.Booster,
+    matrix,
+    table: PathTable,
+    num_iteration: int | None = None,
+    chunk: int = 50_000,
+) -> np.ndarray:
+    """(rows, features + 1) contributions to the log-odds; the last column is the bias."""
+    width = table.leaf_features.shape[1]
+    out = np.empty((len(matrix), width))
+    for start in range(0, len(matrix), chunk):
+        part = matrix[start : start + chunk]
+        leaves = np.asarray(booster.predict(part, num_iteration=num_iteration, pred_leaf=True))
+        ids = leaves.astype(np.int64).reshape(len(part), -1) + table.offsets
+        n, trees = ids.shape
+        # One row per customer with a 1 at each leaf it reached: × leaf-by-feature = its sums.
+        reached = sparse.csr_matrix(
+            (np.ones(n * trees), ids.ravel(), np.arange(0, n * trees + 1, trees)),
+            shape=(n, table.leaf_features.shape[0]),
+        )
+        out[start : start + n] = (reached @ table.leaf_features).toarray()
+    out[:, -1] = table.bias
+    return out
+
+
+def agreement(fast: np.ndarray, exact: np.ndarray, k: int = 3) -> dict[str, float]:
+    """How often two contribution matrices name the same strongest and top-k risk-raising features."""
+    kk = min(k, exact.shape[1] - 1)
+    top_fast = np.argsort(-fast[:, :-1], axis=1)[:, :kk]
+    top_exact = np.argsort(-exact[:, :-1], axis=1)[:, :kk]
+    overlap = [len(set(a) & set(b)) / kk for a, b in zip(top_fast, top_exact, strict=True)]
+    return {
+        "top1": float(np.mean(top_fast[:, 0] == top_exact[:, 0])),
+        "topk": float(np.mean(overlap)),
+    }
