@@ -326,7 +326,9 @@ def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.Trained
         raise InputError(
             f"no {alias} version of model {name!r}: run `churn train --model ...` first"
         ) from None
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    # The package-requirements check costs seconds on every load; the registered models are
+    # trained and scored from the same locked environment (`churn doctor` checks the registry).
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@{alias}", suppress_warnings=True)
     return loaded.unwrap_python_model().trained, str(mv.version)
 
 
