@@ -313,7 +313,7 @@ class WarehouseConfig(Section):
     memory_limit_mb: int = Field(4096, ge=256)
     # Larger customer bases are featurised in customer-hash partitions of about this size, one
     # after another: some of DuckDB's aggregate states live outside its spillable memory.
-    partition_customers: int = Field(250_000, ge=100)
+    partition_customers: int = Field(500_000, ge=100)
 
 
 class Settings(Section):
