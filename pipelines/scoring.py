@@ -68,16 +68,25 @@ def predict_part(snap: pl.DataFrame, churn_model, credit_model) -> tuple[np.ndar
 def explain_part(
     subset: pl.DataFrame, churn_model, settings: Settings
 ) -> tuple[list[list[str]], list[list[str | None]]]:
-    """Top reason phrases and groups from TreeSHAP contributions, for the rows given."""
+    """Top reason phrases and groups from per-feature contributions, for the rows given."""
     if subset.is_empty():
         return [], []
     contrib = churn_model.contributions(subset, settings.scoring.reason_method)
-    cols = churn_model.features.columns
     specs = {s.name: s for s in feature_specs(settings.features)}
-    k = settings.models.reason_codes
-    top = np.unique(np.argpartition(-contrib[:, :-1], kth=min(k, len(cols)) - 1, axis=1)[:, :k])
-    values = {cols[i]: subset[cols[i]].to_numpy() for i in top}
-    return reason_codes(contrib, values, cols, specs, k=k)
+    cols = churn_model.features.columns
+    return reason_codes(contrib, _Columns(subset), cols, specs, k=settings.models.reason_codes)
+
+
+class _Columns(dict):
+    """Feature values fetched on first use: only the features named as reasons are converted."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        super().__init__()
+        self.frame = frame
+
+    def __missing__(self, name: str) -> np.ndarray:
+        self[name] = values = self.frame[name].to_numpy()
+        return values
 
 
 def _partitions(snap: pl.DataFrame, parts: int) -> list[np.ndarray]:
