@@ -45,7 +45,7 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
         out["rows"] = scoring.score_customers(settings, as_of).rows
         seconds = time.perf_counter() - started
         model, _ = load_bundle(settings, "churn", "champion")
-        matrix = model.features.matrix(load_snapshots(settings, [as_of]))
+        matrix = model.features.array(load_snapshots(settings, [as_of]))
         t0 = time.perf_counter()
         model.booster.predict(matrix, num_iteration=model.best_iteration)
         out["bare_predict_seconds"] = round(time.perf_counter() - t0, 2)

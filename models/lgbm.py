@@ -57,11 +57,36 @@ class FeatureFrame:
         }
         return cls(list(columns), cats)
 
-    def matrix(self, frame: pl.DataFrame) -> pd.DataFrame:
-        """Same columns, same category codes as at training time (unseen values → missing)."""
+    def _check(self, frame: pl.DataFrame) -> None:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"input lacks model feature(s): {', '.join(missing[:5])}")
+
+    def array(self, frame: pl.DataFrame) -> np.ndarray:
+        """The matrix as one float array for prediction: each text value as its category code.
+
+        LightGBM reads a categorical column of a float array as codes, so this predicts exactly
+        as matrix() does, without the polars → pandas → numpy round trip (5 s of scoring 1M).
+        """
+        self._check(frame)
+        exprs = []
+        for c in self.columns:
+            if c in self.categories:
+                cats = self.categories[c]
+                exprs.append(
+                    pl.col(c)
+                    .cast(pl.Utf8)
+                    .replace_strict(
+                        cats, list(range(len(cats))), default=None, return_dtype=pl.Float64
+                    )
+                )
+            else:
+                exprs.append(pl.col(c).cast(pl.Float64, strict=False))
+        return frame.select(exprs).to_numpy()
+
+    def matrix(self, frame: pl.DataFrame) -> pd.DataFrame:
+        """Same columns, same category codes as at training time (unseen values → missing)."""
+        self._check(frame)
         exprs = []
         for c in self.columns:
             if c in self.categories:
@@ -74,6 +99,9 @@ class FeatureFrame:
         return pdf
 
 
+Matrix = pl.DataFrame | pd.DataFrame | np.ndarray
+
+
 @dataclass
 class TrainedModel:
     """Booster + calibrator + the feature frame that feeds them: everything scoring needs."""
@@ -84,17 +112,17 @@ class TrainedModel:
     params: dict[str, Any]
     best_iteration: int
 
-    def _matrix(self, frame: pl.DataFrame | pd.DataFrame) -> pd.DataFrame:
-        # A matrix made by self.features.matrix passes through: scoring builds it once.
-        return frame if isinstance(frame, pd.DataFrame) else self.features.matrix(frame)
+    def _matrix(self, frame: Matrix) -> pd.DataFrame | np.ndarray:
+        # A matrix made by features.matrix or features.array passes through: scoring builds it once.
+        return frame if isinstance(frame, pd.DataFrame | np.ndarray) else self.features.array(frame)
 
-    def raw(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
+    def raw(self, frame: Matrix) -> np.ndarray:
         return self.booster.predict(self._matrix(frame), num_iteration=self.best_iteration)
 
-    def predict(self, frame: pl.DataFrame | pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: Matrix) -> np.ndarray:
         return self.calibrator(self.raw(frame))
 
-    def contributions(self, frame: pl.DataFrame | pd.DataFrame, method: str = "path") -> np.ndarray:
+    def contributions(self, frame: Matrix, method: str = "path") -> np.ndarray:
         """Per-feature contributions to the log-odds (last column is the bias).
 
         "path": path attribution, at about the cost of a prediction (models/attribution.py);

@@ -106,6 +106,37 @@ def test_more_complaints_and_falling_usage_score_higher(toy_model):
     assert toy_model.predict(worse)[0] > toy_model.predict(base)[0]
 
 
+def test_float_array_predicts_exactly_as_the_pandas_matrix(toy_model):
+    """Scoring's float array (category codes, no pandas) gives the pandas matrix's predictions."""
+    frame, _ = _toy(3000, 7)
+    frame = frame.with_columns(
+        # Unseen and missing categories, and missing numbers, take the missing branch in both.
+        pl.when(pl.int_range(pl.len()) % 7 == 0)
+        .then(pl.lit("wholesale"))
+        .when(pl.int_range(pl.len()) % 11 == 0)
+        .then(None)
+        .otherwise(pl.col("segment"))
+        .alias("segment"),
+        pl.when(pl.int_range(pl.len()) % 5 == 0)
+        .then(None)
+        .otherwise(pl.col("complaints_90d"))
+        .alias("complaints_90d"),
+    )
+    booster, it = toy_model.booster, toy_model.best_iteration
+    by_pandas = booster.predict(toy_model.features.matrix(frame), num_iteration=it)
+    array = toy_model.features.array(frame)
+    assert array.dtype == np.float64 and array.shape == (3000, 3)
+    assert np.array_equal(booster.predict(array, num_iteration=it), by_pandas)
+    assert np.array_equal(toy_model.predict(frame), toy_model.calibrator(by_pandas))
+    # The model does read the segment, so a wrong code mapping would change predictions.
+    flipped = frame.with_columns(pl.lit("individual").alias("segment"))
+    assert not np.array_equal(
+        booster.predict(toy_model.features.matrix(flipped), num_iteration=it), by_pandas
+    )
+    path_np = toy_model.contributions(array)
+    assert np.allclose(path_np, toy_model.contributions(toy_model.features.matrix(frame)))
+
+
 def test_customer_id_does_not_matter(toy_model):
     frame, _ = _toy(300, 5)
     renamed = frame.with_columns(pl.format("X{}", pl.int_range(pl.len())).alias("customer_id"))
