@@ -11,8 +11,10 @@ offer by the share of predicted saves the control groups confirmed (its realisat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -269,16 +271,27 @@ def _collections(flagged: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _preferences(cfg: RetentionConfig) -> Callable[[str | None, str | None], tuple[str, ...]]:
+    """Channel order per (segment, tier), restricted to configured channels; computed once each."""
+
+    @cache
+    def prefs(segment: str | None, tier: str | None) -> tuple[str, ...]:
+        return tuple(c for c in channel_preferences(segment, tier) if c in cfg.channels)
+
+    return prefs
+
+
 def _with_channel_preferences(best: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
-    """Each customer's channel order and the cost of the first channel that exists."""
-    prefs = [
-        [c for c in channel_preferences(s, t) if c in cfg.channels]
-        for s, t in zip(best["segment"], best["value_tier"], strict=True)
-    ]
-    first = [cfg.channels[p[0]].cost if p else 0.0 for p in prefs]
-    return best.with_columns(
-        pl.Series("_prefs", prefs, dtype=pl.List(pl.Utf8)),
-        pl.Series("_contact_cost", first, dtype=pl.Float64),
+    """The cost of each customer's first channel that exists.
+
+    Worked out per (segment, tier) pair and joined: per customer, Python lists cost 26 s at 1M.
+    """
+    prefs = _preferences(cfg)
+    pairs = best.select("segment", "value_tier").unique()
+    first = [cfg.channels[p[0]].cost if (p := prefs(s, t)) else 0.0 for s, t in pairs.iter_rows()]
+    table = pairs.with_columns(pl.Series("_contact_cost", first, dtype=pl.Float64))
+    return best.join(
+        table, on=["segment", "value_tier"], how="left", maintain_order="left", nulls_equal=True
     )
 
 
@@ -300,19 +313,29 @@ def _allocate(
     """
     channels = cfg.channels
     remaining = {k: v.capacity for k, v in channels.items()}
+    prefs_of = _preferences(cfg)
+
+    def cheapest_open() -> float | None:
+        return min((channels[c].cost for c, left in remaining.items() if left > 0), default=None)
+
+    floor = cheapest_open()
     spent = 0.0
     chosen_channel: list[str | None] = []
     contact_cost: list[float] = []
     keep: list[bool] = []
-    for prefs, control, offer_cost, accept, gain in zip(
-        best["_prefs"],
+    for segment, tier, control, offer_cost, accept, gain in zip(
+        best["segment"],
+        best["value_tier"],
         best["control_flag"],
         best["offer_cost"],
         best["accept_probability"],
         best["_gain"],
         strict=True,
     ):
-        channel = next((c for c in prefs if c in channels and remaining[c] > 0), None)
+        # Nobody further down can be contacted once even the cheapest open channel is over budget.
+        if floor is None or spent + floor > budget:
+            break
+        channel = next((c for c in prefs_of(segment, tier) if remaining[c] > 0), None)
         if channel is None:
             keep.append(False)
             chosen_channel.append(None)
@@ -330,6 +353,8 @@ def _allocate(
         if not control:
             spent += cost
             remaining[channel] -= 1
+            if not remaining[channel]:
+                floor = cheapest_open()
         keep.append(True)
         chosen_channel.append(channel)
         contact_cost.append(channels[channel].cost)
