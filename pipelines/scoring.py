@@ -61,36 +61,48 @@ def credit_limits(spend: np.ndarray, grades: np.ndarray, settings: Settings) -> 
     return np.clip(np.round(spend * multiple, 0), rule.floor, rule.cap)
 
 
-def predict_part(snap: pl.DataFrame, churn_model, credit_model) -> tuple[np.ndarray, np.ndarray]:
+def predict_part(
+    snap: pl.DataFrame, churn_model, credit_model, matrix: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Churn probability and credit PD for a frame (or one partition of it)."""
-    matrix = churn_model.features.array(snap)
+    matrix = churn_model.features.array(snap) if matrix is None else matrix
     # Both models usually read the same columns: the matrix is built once.
     same = credit_model.features == churn_model.features
     return churn_model.predict(matrix), credit_model.predict(matrix if same else snap)
 
 
 def explain_part(
-    subset: pl.DataFrame, churn_model, settings: Settings
+    frame: pl.DataFrame,
+    churn_model,
+    settings: Settings,
+    rows: np.ndarray | None = None,
+    matrix: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Reason phrase and group columns (strongest first) from per-feature contributions."""
-    if subset.is_empty():
+    """Reason phrase and group columns (strongest first) from per-feature contributions, for
+    `rows` of the frame (all when None); `matrix` is the frame's model matrix when already built."""
+    if frame.is_empty() or (rows is not None and rows.size == 0):
         return [], []
-    contrib = churn_model.contributions(subset, settings.scoring.reason_method)
+    if matrix is None:
+        matrix = churn_model.features.array(frame if rows is None else frame[rows])
+    elif rows is not None:
+        matrix = matrix[rows]
+    contrib = churn_model.contributions(matrix, settings.scoring.reason_method)
     specs = {s.name: s for s in feature_specs(settings.features)}
     cols = churn_model.features.columns
     k = min(settings.models.reason_codes, REASON_COLUMNS)
-    return reason_columns(contrib, _Columns(subset), cols, specs, k=k)
+    return reason_columns(contrib, _Columns(frame, rows), cols, specs, k=k)
 
 
 class _Columns(dict):
     """Feature values fetched on first use: only the features named as reasons are converted."""
 
-    def __init__(self, frame: pl.DataFrame) -> None:
+    def __init__(self, frame: pl.DataFrame, rows: np.ndarray | None = None) -> None:
         super().__init__()
-        self.frame = frame
+        self.frame, self.rows = frame, rows
 
     def __missing__(self, name: str) -> np.ndarray:
-        self[name] = values = self.frame[name].to_numpy()
+        values = self.frame[name].to_numpy()
+        self[name] = values = values if self.rows is None else values[self.rows]
         return values
 
 
@@ -109,7 +121,8 @@ def score_frame(
     the same as without partitions.
     """
     if run_parts is None:
-        p, pd_ = predict_part(snap, churn_model, credit_model)
+        matrix = churn_model.features.array(snap)  # built once: predictions and reasons read it
+        p, pd_ = predict_part(snap, churn_model, credit_model, matrix)
     else:
         rows = _partitions(snap, settings.executor.partitions)
         preds = run_parts(predict_part, [(snap[r], churn_model, credit_model) for r in rows])
@@ -128,7 +141,7 @@ def score_frame(
     if explain.size:
         if run_parts is None:
             chunks = [explain]
-            results = [explain_part(snap[explain], churn_model, settings)]
+            results = [explain_part(snap, churn_model, settings, explain, matrix)]
         else:
             member = np.zeros(snap.height, dtype=bool)
             member[explain] = True
