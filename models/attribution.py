@@ -66,7 +66,7 @@ def path_contributions(
     matrix,
     table: PathTable,
     num_iteration: int | None = None,
-    chunk: int = 50_000,
+    chunk: int = 20_000,
 ) -> np.ndarray:
     """(rows, features + 1) contributions to the log-odds; the last column is the bias."""
     leaves_total, width = table.leaf_features.shape

@@ -419,9 +419,10 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
 def _has_champions(settings: Settings) -> bool:
     import mlflow
 
-    client = mlflow.MlflowClient(
-        tracking_uri=Workdir.from_settings(settings).tracking_uri(settings)
-    )
+    wd = Workdir.from_settings(settings)
+    if not settings.tracking.tracking_uri and not (wd.mlflow / "mlflow.db").exists():
+        return False  # opening a client would create the store here, outside experiment_client
+    client = mlflow.MlflowClient(tracking_uri=wd.tracking_uri(settings))
     for name in ("churn", "credit_risk"):
         try:
             client.get_model_version_by_alias(name, "champion")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -170,9 +171,12 @@ def score_customers(settings: Settings, as_of: date, run_parts=None) -> ScoreRep
     started = time.perf_counter()
     if needs_build(settings, as_of):
         build_snapshots(settings, as_of)
-    snap = load_snapshots(settings, [as_of])
-    churn_model, churn_v = load_bundle(settings, "churn", "champion")
-    credit_model, credit_v = load_bundle(settings, "credit_risk", "champion")
+    # DuckDB reads the snapshot (without the GIL) while MLflow opens its store and the models.
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(load_snapshots, settings, [as_of])
+        churn_model, churn_v = load_bundle(settings, "churn", "champion")
+        credit_model, credit_v = load_bundle(settings, "credit_risk", "champion")
+        snap = reading.result()
     scored = score_frame(snap, churn_model, credit_model, settings, run_parts).with_columns(
         pl.lit(churn_v).alias("churn_model_version"),
         pl.lit(credit_v).alias("credit_model_version"),

@@ -24,6 +24,8 @@ def experiment_client(settings: Settings):
     logging.getLogger("alembic").setLevel(logging.WARNING)
     wd = Workdir.from_settings(settings)
     uri = wd.tracking_uri(settings)
+    if not settings.tracking.tracking_uri:
+        _create_store_whole(wd.mlflow / "mlflow.db")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -36,6 +38,23 @@ def experiment_client(settings: Settings):
         experiment_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return client, experiment_id
+
+
+def _create_store_whole(db: Path) -> None:
+    """Create the local MLflow store under another name and rename it into place when ready.
+
+    MLflow builds its SQLite schema in dozens of migrations; a run killed among them leaves a
+    store that every later run fails to open ("table ... already exists"). Built aside, a kill
+    leaves only a scratch file, discarded by the next run.
+    """
+    if db.exists():
+        return
+    import mlflow
+
+    scratch = db.with_name(db.name + ".creating")
+    scratch.unlink(missing_ok=True)
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{scratch}").search_experiments(max_results=1)
+    os.replace(scratch, db)
 
 
 def git_commit() -> str:

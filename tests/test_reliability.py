@@ -294,3 +294,26 @@ def test_read_only_home_fails_clearly_and_changes_nothing(loaded_home, tmp_path)
     assert len(lines) == 1 and str(work) in lines[0], proc.stderr[-2000:]
     assert (work / "warehouse.duckdb").read_bytes() == checksum
     assert _count(work, "SELECT count(*) FROM raw.usage_daily") == before
+
+
+def test_mlflow_store_killed_while_being_created_is_built_again_whole(tmp_path):
+    """A run killed during MLflow's schema migrations leaves only a scratch file: the next run
+    discards it and builds the store whole, instead of failing on a half-made schema."""
+    import sqlite3
+
+    from pipelines.tracking import experiment_client
+
+    settings = load_settings(home=tmp_path, environ={})
+    store = tmp_path / "mlflow" / "mlflow.db"
+    store.parent.mkdir(parents=True)
+    half = store.with_name("mlflow.db.creating")
+    # What a kill among the migrations leaves: some of MLflow's tables, not all.
+    con = sqlite3.connect(half)
+    con.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name VARCHAR)")
+    con.commit()
+    con.close()
+    client, experiment_id = experiment_client(settings)
+    assert store.is_file() and not half.exists()
+    assert client.get_experiment(experiment_id).name == settings.tracking.experiment
+    tables = {r[0] for r in sqlite3.connect(store).execute("SELECT name FROM sqlite_master")}
+    assert {"experiments", "runs", "registered_models", "model_versions"} <= tables
