@@ -54,7 +54,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         rows = _count(settings, "SELECT count(*) FROM raw.usage_daily")
     elif stage == "features":
         from pipelines.feature_store import build_snapshots
-        from pipelines.flows import default_as_of
+        from pipelines.workdir import default_as_of
 
         as_of = default_as_of(settings)
         t0 = time.perf_counter()
@@ -70,8 +70,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         build_snapshots(settings, as_of, history=4)
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "train":
-        from pipelines.flows import default_as_of
         from pipelines.training import promote, train_model
+        from pipelines.workdir import default_as_of
 
         as_of = default_as_of(settings)
         for model in ("churn", "credit"):
@@ -79,8 +79,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
             promote(settings, model)
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "score":
-        from pipelines.flows import default_as_of
         from pipelines.scoring import score_customers
+        from pipelines.workdir import default_as_of
 
         as_of = default_as_of(settings)
         # Python start-up cost (imports of LightGBM, MLflow, ...) is fixed, not per customer: a
@@ -105,8 +105,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         # Counting rows and re-loading for the comparison are not scoring's time either.
         excluded += time.perf_counter() - scored
     elif stage == "target":
-        from pipelines.flows import default_as_of
         from pipelines.targeting import build_retention_list
+        from pipelines.workdir import default_as_of
 
         report = build_retention_list(settings, default_as_of(settings))
         rows = _count(settings, "SELECT count(*) FROM scores.customer_scores")

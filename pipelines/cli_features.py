@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             Console(width=200).print(table)
             return
         from pipelines.feature_store import build_snapshots
-        from pipelines.flows import default_as_of
+        from pipelines.workdir import default_as_of
 
         date = parse_date(as_of) or default_as_of(settings)
         report = build_snapshots(settings, date, history=history)

@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every active customer with the champion churn and credit models."""
         from pipelines.cli_ops import parse_date
-        from pipelines.flows import default_as_of
         from pipelines.scoring import score_customers
+        from pipelines.workdir import default_as_of
 
         settings = state(ctx).settings()
         r = score_customers(settings, parse_date(as_of) or default_as_of(settings))

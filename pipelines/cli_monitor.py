@@ -25,8 +25,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evidently drift and quality reports vs the champion's training data, and the drift gate."""
         from pipelines.cli_ops import parse_date
-        from pipelines.flows import default_as_of
         from pipelines.monitoring import monitor
+        from pipelines.workdir import default_as_of
 
         settings = state(ctx).settings()
         refs = [parse_date(r) for r in reference] if reference else None

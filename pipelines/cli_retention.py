@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
         """Build the retention target list with offers, channels and a control group."""
         from pipelines.cli_ops import parse_date
         from pipelines.errors import InputError
-        from pipelines.flows import default_as_of
         from pipelines.targeting import build_retention_list
+        from pipelines.workdir import default_as_of
 
         if reveal is not None and not reveal.strip():
             raise InputError("--reveal needs a reason")

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from configs.schema import Settings
 from pipelines.config import config_hash, load_settings
 from pipelines.lock import run_lock
-from pipelines.workdir import Workdir, connect
+from pipelines.workdir import Workdir, connect, default_as_of
 
 log = logging.getLogger(__name__)
 
@@ -108,27 +108,6 @@ def ledger(settings: Settings, as_of: date) -> dict[str, dict[str, Any]]:
     finally:
         con.close()
     return {stage: json.loads(detail) for stage, detail in rows}
-
-
-def default_as_of(settings: Settings) -> date:
-    """The latest month end covered by loaded usage data: the natural as-of for a monthly cycle."""
-    from pipelines.errors import InputError
-
-    wd = Workdir.from_settings(settings)
-    if not wd.db_path.exists():
-        raise InputError("no data loaded yet: run `churn simulate` and `churn ingest` first")
-    con = connect(wd, read_only=True)
-    try:
-        row = con.execute(
-            "SELECT max(usage_date) FROM raw.usage_daily WHERE usage_date = last_day(usage_date)"
-        ).fetchone()
-    except Exception as exc:  # no raw.usage_daily yet
-        raise InputError("no usage data loaded yet: run `churn ingest` first") from exc
-    finally:
-        con.close()
-    if not row or row[0] is None:
-        raise InputError("loaded usage data does not yet cover a whole month")
-    return row[0]
 
 
 # --- tasks: retries only where I/O can fail transiently --------------------------------------

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -130,3 +131,25 @@ def audit(workdir: Workdir, line: str) -> None:
     fd = os.open(workdir.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
+
+
+def default_as_of(settings: Settings) -> date:
+    """The latest month end covered by loaded usage data: the natural as-of for a monthly cycle."""
+    from pipelines.errors import InputError
+
+    # Here, not in pipelines.flows: `churn score` and `churn target` need it without Prefect.
+    wd = Workdir.from_settings(settings)
+    if not wd.db_path.exists():
+        raise InputError("no data loaded yet: run `churn simulate` and `churn ingest` first")
+    con = connect(wd, read_only=True)
+    try:
+        row = con.execute(
+            "SELECT max(usage_date) FROM raw.usage_daily WHERE usage_date = last_day(usage_date)"
+        ).fetchone()
+    except Exception as exc:  # no raw.usage_daily yet
+        raise InputError("no usage data loaded yet: run `churn ingest` first") from exc
+    finally:
+        con.close()
+    if not row or row[0] is None:
+        raise InputError("loaded usage data does not yet cover a whole month")
+    return row[0]
