@@ -14,7 +14,7 @@ from configs.schema import PromotionConfig
 from features.dictionary import FeatureSpec
 from models import lgbm, metrics
 from models.promotion import decide
-from models.reasons import reason_codes
+from models.reasons import reason_columns
 
 
 def test_lift_gains_ks_on_a_hand_computed_case():
@@ -184,11 +184,14 @@ def test_reason_codes_name_the_drivers(toy_model):
             "data usage {value:+.0%} vs previous 60 days",
         ),
     }
-    phrases, groups = reason_codes(
+    phrases, groups = reason_columns(
         toy_model.contributions(frame), {c: frame[c].to_numpy() for c in COLS}, COLS, specs, k=2
     )
-    assert set(phrases[0]) == {"4 complaints in 90 days", "data usage -50% vs previous 60 days"}
-    assert set(groups[0]) == {"complaints", "usage_down"}
+    assert {col[0] for col in phrases} == {
+        "4 complaints in 90 days",
+        "data usage -50% vs previous 60 days",
+    }
+    assert {col[0] for col in groups} == {"complaints", "usage_down"}
 
 
 @pytest.mark.parametrize(
