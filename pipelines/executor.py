@@ -50,9 +50,6 @@ def dask_client(settings: Settings) -> Iterator[Any]:
             yield client
         return
     with LocalCluster(**_local_cluster_kwargs(settings)) as cluster, Client(cluster) as client:
-        # A worker still registering is missing from scheduler_info(): data spread over the
-        # workers then lands on fewer, and lightgbm.dask trains on fewer machines.
-        client.wait_for_workers(settings.executor.workers, timeout=120)
         yield client
 
 
