@@ -37,8 +37,6 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
         out["rows"] = build_snapshots(settings, as_of, history=1).rows
     elif name == "score":
         import pipelines.scoring as scoring
-        from pipelines.feature_store import load_snapshots
-        from pipelines.training import load_bundle
 
         # The snapshot was just built or timed: scoring must not rebuild it on a config hash.
         scoring.needs_build = lambda *a, **k: False
@@ -48,6 +46,9 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
             time.perf_counter() - started - out["imports_seconds"], 2
         )
         seconds = time.perf_counter() - started
+        from pipelines.feature_store import load_snapshots
+        from pipelines.training import load_bundle
+
         model, _ = load_bundle(settings, "churn", "champion")
         matrix = model.features.array(load_snapshots(settings, [as_of]))
         t0 = time.perf_counter()

@@ -67,8 +67,13 @@ def path_contributions(
     table: PathTable,
     num_iteration: int | None = None,
     chunk: int = 20_000,
+    threads: int | None = None,
 ) -> np.ndarray:
-    """(rows, features + 1) contributions to the log-odds; the last column is the bias."""
+    """(rows, features + 1) contributions to the log-odds; the last column is the bias.
+
+    `threads` caps LightGBM's threads for the leaf lookups (callers running several parts side
+    by side give each one).
+    """
     leaves_total, width = table.leaf_features.shape
     out = np.empty((len(matrix), width))
     trees = len(table.offsets)
@@ -77,10 +82,11 @@ def path_contributions(
     index = np.int32 if chunk * trees < 2**31 and leaves_total < 2**31 else np.int64
     offsets = table.offsets.astype(index)
     ones = np.ones(chunk * trees)
+    caps = {"num_threads": threads} if threads else {}
     indptr = np.arange(0, chunk * trees + 1, trees, dtype=index)
     for start in range(0, len(matrix), chunk):
         part = matrix[start : start + chunk]
-        leaves = booster.predict(part, num_iteration=num_iteration, pred_leaf=True)
+        leaves = booster.predict(part, num_iteration=num_iteration, pred_leaf=True, **caps)
         ids = np.asarray(leaves, dtype=index).reshape(len(part), trees)
         ids += offsets
         n = len(part)

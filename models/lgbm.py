@@ -13,7 +13,7 @@ import pandas as pd
 import polars as pl
 
 from configs.schema import SearchSpace
-from models.attribution import path_contributions, path_table
+from models.attribution import PathTable, path_contributions, path_table
 from models.calibration import Calibrator, fit_calibrator
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ class TrainedModel:
     def predict(self, frame: Matrix) -> np.ndarray:
         return self.calibrator(self.raw(frame))
 
-    def contributions(self, frame: Matrix, method: str = "path") -> np.ndarray:
+    def contributions(
+        self, frame: Matrix, method: str = "path", threads: int | None = None
+    ) -> np.ndarray:
         """Per-feature contributions to the log-odds (last column is the bias).
 
         "path": path attribution, at about the cost of a prediction (models/attribution.py);
@@ -130,15 +132,22 @@ class TrainedModel:
         """
         matrix = self._matrix(frame)
         if method == "treeshap":
+            caps = {"num_threads": threads} if threads else {}
             return self.booster.predict(
-                matrix, num_iteration=self.best_iteration, pred_contrib=True
+                matrix, num_iteration=self.best_iteration, pred_contrib=True, **caps
             )
         if method != "path":
             raise ValueError(f"unknown contribution method {method!r}: path or treeshap")
+        return path_contributions(
+            self.booster, matrix, self.path_table(), self.best_iteration, threads=threads
+        )
+
+    def path_table(self) -> PathTable:
+        """The leaf-by-feature table of path attribution, built on first use."""
         table = self.__dict__.get("_paths")
         if table is None:
             table = self.__dict__["_paths"] = path_table(self.booster, self.best_iteration)
-        return path_contributions(self.booster, matrix, table, self.best_iteration)
+        return table
 
     def importance(self) -> dict[str, float]:
         gain = self.booster.feature_importance(importance_type="gain")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from configs.schema import Settings
 from features.snapshot import feature_specs
 from models.reasons import reason_columns
 from pipelines.feature_store import build_snapshots, load_snapshots, needs_build
-from pipelines.training import load_bundle
 from pipelines.workdir import Workdir, connect
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,11 @@ def predict_part(
     matrix = churn_model.features.array(snap) if matrix is None else matrix
     # Both models usually read the same columns: the matrix is built once.
     same = credit_model.features == churn_model.features
-    return churn_model.predict(matrix), credit_model.predict(matrix if same else snap)
+    # The credit model predicts alongside (LightGBM and polars release the GIL): its threads
+    # fill the gaps the churn model's leave.
+    with ThreadPoolExecutor(1) as pool:
+        credit = pool.submit(credit_model.predict, matrix if same else snap)
+        return churn_model.predict(matrix), credit.result()
 
 
 def explain_part(
@@ -78,16 +82,18 @@ def explain_part(
     settings: Settings,
     rows: np.ndarray | None = None,
     matrix: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Reason phrase and group columns (strongest first) from per-feature contributions, for
-    `rows` of the frame (all when None); `matrix` is the frame's model matrix when already built."""
+    `rows` of the frame (all when None); `matrix` is the frame's model matrix when already built;
+    `threads` caps LightGBM's threads."""
     if frame.is_empty() or (rows is not None and rows.size == 0):
         return [], []
     if matrix is None:
         matrix = churn_model.features.array(frame if rows is None else frame[rows])
     elif rows is not None:
         matrix = matrix[rows]
-    contrib = churn_model.contributions(matrix, settings.scoring.reason_method)
+    contrib = churn_model.contributions(matrix, settings.scoring.reason_method, threads)
     specs = {s.name: s for s in feature_specs(settings.features)}
     cols = churn_model.features.columns
     k = min(settings.models.reason_codes, REASON_COLUMNS)
@@ -102,9 +108,23 @@ class _Columns(dict):
         self.frame, self.rows = frame, rows
 
     def __missing__(self, name: str) -> np.ndarray:
-        values = self.frame[name].to_numpy()
-        self[name] = values = values if self.rows is None else values[self.rows]
+        column = self.frame[name]
+        # Gathered before converting: a part of the customers need not convert the whole column.
+        self[name] = values = (column if self.rows is None else column.gather(self.rows)).to_numpy()
         return values
+
+
+def _cores() -> int:
+    """Cores this process may use (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def _side_by_side(fn, args: list[tuple]) -> list:
+    """fn over each argument tuple in threads (GIL-free numeric work overlaps)."""
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(lambda a: fn(*a), args))
 
 
 def _partitions(snap: pl.DataFrame, parts: int) -> list[np.ndarray]:
@@ -121,7 +141,8 @@ def score_frame(
     per customer-hash partition; deciles are always ranked over the whole frame, so the result is
     the same as without partitions.
     """
-    if run_parts is None:
+    local = run_parts is None
+    if local:
         matrix = churn_model.features.array(snap)  # built once: predictions and reasons read it
         p, pd_ = predict_part(snap, churn_model, credit_model, matrix)
     else:
@@ -140,9 +161,16 @@ def score_frame(
         for j in range(REASON_COLUMNS)
     }
     if explain.size:
-        if run_parts is None:
-            chunks = [explain]
-            results = [explain_part(snap, churn_model, settings, explain, matrix)]
+        if local:
+            # One part per core, LightGBM on one thread each: the parts' single-threaded steps
+            # (sparse product, wording) then overlap instead of leaving a core idle (7.0 → 5.5 s
+            # for 300k customers on 2 cores).
+            chunks = np.array_split(explain, _cores())
+            if settings.scoring.reason_method == "path":
+                churn_model.path_table()  # built once, before the parts share it
+            results = _side_by_side(
+                explain_part, [(snap, churn_model, settings, c, matrix, 1) for c in chunks]
+            )
         else:
             member = np.zeros(snap.height, dtype=bool)
             member[explain] = True
@@ -171,9 +199,12 @@ def score_customers(settings: Settings, as_of: date, run_parts=None) -> ScoreRep
     started = time.perf_counter()
     if needs_build(settings, as_of):
         build_snapshots(settings, as_of)
-    # DuckDB reads the snapshot (without the GIL) while MLflow opens its store and the models.
+    # DuckDB reads the snapshot (without the GIL) while LightGBM and MLflow are imported (3-4 s,
+    # hence not at the top of this module) and MLflow opens its store and the models.
     with ThreadPoolExecutor(1) as pool:
         reading = pool.submit(load_snapshots, settings, [as_of])
+        from pipelines.training import load_bundle
+
         churn_model, churn_v = load_bundle(settings, "churn", "champion")
         credit_model, credit_v = load_bundle(settings, "credit_risk", "champion")
         snap = reading.result()

@@ -299,3 +299,26 @@ def test_reason_agreement_is_measured_against_treeshap(toy_model, make_settings)
     found = reason_agreement(make_settings(), toy_model, valid)
     assert set(found) == {"reasons_top1_vs_treeshap", "reasons_topk_vs_treeshap"}
     assert 0.5 < found["reasons_top1_vs_treeshap"] <= 1.0
+
+
+def test_scoring_explains_side_by_side_parts_as_one_whole(toy_model, make_settings, monkeypatch):
+    """Local scoring splits the explained customers into one part per core; the reasons are those
+    of explaining them all at once, and customers below the reason decile get none."""
+    from datetime import date
+
+    from pipelines import scoring
+
+    frame, _ = _toy(3000, 9)
+    frame = frame.with_columns(
+        pl.lit(date(2025, 6, 30)).alias("as_of"), pl.lit(50.0).alias("monthly_spend")
+    )
+    settings = make_settings()
+    monkeypatch.setattr(scoring, "_cores", lambda: 3)
+    scored = scoring.score_frame(frame, toy_model, toy_model, settings)
+    explained = scored["risk_decile"].to_numpy() >= settings.scoring.reason_code_min_decile
+    phrases, groups = scoring.explain_part(frame, toy_model, settings, np.flatnonzero(explained))
+    assert phrases and phrases[0].size == explained.sum() > 0
+    for j, (ph, gr) in enumerate(zip(phrases, groups, strict=True)):
+        assert scored[f"reason_{j + 1}"].to_numpy()[explained].tolist() == ph.tolist()
+        assert scored[f"reason_group_{j + 1}"].to_numpy()[explained].tolist() == gr.tolist()
+    assert scored.filter(~explained)["reason_1"].null_count() == (~explained).sum()
