@@ -37,7 +37,7 @@ def tracking_uri(home: str | Path, config_files: Sequence[str | Path] = ()) -> s
         raise DashboardDataError(f"Cannot read the configuration: {exc}") from exc
     wd = Workdir.from_settings(settings)
     # Workdir.tracking_uri creates the store folder; a dashboard must not create state.
-    if not settings.tracking.tracking_uri and not (wd.mlflow / "mlflow.db").is_file():
+    if wd.no_mlflow_store(settings):
         raise NoData(f"{EMPTY_HINT} (no MLflow store under {wd.mlflow})")
     return wd.tracking_uri(settings)
 

@@ -79,7 +79,7 @@ def check_registry(settings: Settings, wd: Workdir) -> tuple[list[Finding], set[
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if not settings.tracking.tracking_uri and not (wd.mlflow / "mlflow.db").exists():
+    if wd.no_mlflow_store(settings):
         return [Finding("model registry", True, "no MLflow store yet")], set()
     client = mlflow.MlflowClient(tracking_uri=wd.tracking_uri(settings))
     out: list[Finding] = []

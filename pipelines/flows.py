@@ -399,8 +399,8 @@ def _has_champions(settings: Settings) -> bool:
     import mlflow
 
     wd = Workdir.from_settings(settings)
-    if not settings.tracking.tracking_uri and not (wd.mlflow / "mlflow.db").exists():
-        return False  # opening a client would create the store here, outside experiment_client
+    if wd.no_mlflow_store(settings):
+        return False  # a client would create the store here, outside experiment_client
     client = mlflow.MlflowClient(tracking_uri=wd.tracking_uri(settings))
     for name in ("churn", "credit_risk"):
         try:

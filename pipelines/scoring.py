@@ -49,16 +49,18 @@ def risk_deciles(p: np.ndarray) -> np.ndarray:
     return (ranks * 10 // max(len(p), 1) + 1).astype(np.int32)
 
 
+GRADES = np.array(list("ABCDE"))
+
+
 def credit_grades(pd_: np.ndarray, cutoffs: list[float]) -> np.ndarray:
     """A..E by PD upper bounds from config (A ≤ first bound, E above the last)."""
-    return np.array(list("ABCDE"))[np.searchsorted(np.asarray(cutoffs), pd_, side="left")]
+    return GRADES[np.searchsorted(np.asarray(cutoffs), pd_, side="left")]
 
 
 def credit_limits(spend: np.ndarray, grades: np.ndarray, settings: Settings) -> np.ndarray:
     rule = settings.scoring.credit_limit
-    grade_names = np.array(list("ABCDE"))
-    table = np.array([rule.spend_multiple.get(g, 0.0) for g in grade_names])
-    multiple = table[np.searchsorted(grade_names, grades)]
+    table = np.array([rule.spend_multiple.get(g, 0.0) for g in GRADES])
+    multiple = table[np.searchsorted(GRADES, grades)]
     return np.clip(np.round(spend * multiple, 0), rule.floor, rule.cap)
 
 

@@ -24,8 +24,8 @@ def experiment_client(settings: Settings):
     logging.getLogger("alembic").setLevel(logging.WARNING)
     wd = Workdir.from_settings(settings)
     uri = wd.tracking_uri(settings)
-    if not settings.tracking.tracking_uri:
-        _create_store_whole(wd.mlflow / "mlflow.db")
+    if wd.no_mlflow_store(settings):
+        _create_store_whole(wd.mlflow_db)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -47,8 +47,6 @@ def _create_store_whole(db: Path) -> None:
     store that every later run fails to open ("table ... already exists"). Built aside, a kill
     leaves only a scratch file, discarded by the next run.
     """
-    if db.exists():
-        return
     import mlflow
 
     scratch = db.with_name(db.name + ".creating")

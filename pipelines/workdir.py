@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from configs.schema import Settings
-from pipelines.errors import WorkdirError
+from pipelines.errors import InputError, WorkdirError
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,20 @@ class Workdir:
             raise WorkdirError(f"work directory {self.home} is not writable")
         return self
 
+    @property
+    def mlflow_db(self) -> Path:
+        return self.mlflow / "mlflow.db"
+
+    def no_mlflow_store(self, settings: Settings) -> bool:
+        """No local MLflow store yet (a configured tracking server is never missing): opening
+        a client now would create one."""
+        return not settings.tracking.tracking_uri and not self.mlflow_db.is_file()
+
     def tracking_uri(self, settings: Settings) -> str:
         if settings.tracking.tracking_uri:
             return settings.tracking.tracking_uri
         self.mlflow.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        return f"sqlite:///{self.mlflow_db}"
 
     def artifact_location(self) -> str:
         return (self.mlflow / "artifacts").as_uri()
@@ -135,8 +144,6 @@ def audit(workdir: Workdir, line: str) -> None:
 
 def default_as_of(settings: Settings) -> date:
     """The latest month end covered by loaded usage data: the natural as-of for a monthly cycle."""
-    from pipelines.errors import InputError
-
     # Here, not in pipelines.flows: `churn score` and `churn target` need it without Prefect.
     wd = Workdir.from_settings(settings)
     if not wd.db_path.exists():
