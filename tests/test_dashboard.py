@@ -22,6 +22,17 @@ APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 PAGES = ("overview", "retention-list", "customer", "models", "monitoring", "campaigns")
 
 
+@pytest.fixture(autouse=True)
+def _main_module_restored():
+    """AppTest runs the page as sys.modules["__main__"] and leaves it there. Every process spawned
+    later in the session (a Dask LocalCluster's workers) would then re-run the dashboard as its
+    main module on start-up: seen in CI as Streamlit warnings from the workers of the Dask
+    training test, in the runs where that test trained on one machine instead of two."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="module")
 def dash_home(tmp_path_factory) -> Path:
     return demo_home(tmp_path_factory)
