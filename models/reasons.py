@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -41,15 +42,36 @@ def phrase(name: str, value, spec: FeatureSpec | None) -> str:
     return f"{label}: {value}"
 
 
-def phrases_for(name: str, values: np.ndarray, spec: FeatureSpec | None) -> list[str]:
-    """phrase() over many values of one feature; repeated values are worded once."""
+def shown_as(values: np.ndarray, spec: FeatureSpec | None) -> np.ndarray:
+    """Floats rounded as their phrase shows them (the template's precision, else 2 decimals):
+    values with equal keys read the same, so each key is worded once."""
+    values = values.astype(np.float64, copy=False)  # keys in float64: -tiny must not underflow
+    template = spec.reason_template if spec is not None else None
+    read = re.fullmatch(r"[^{]*\{value:[+ ,]?\.(\d+)([f%])\}[^{]*", template or "{value:.2f}")
+    if read is None:  # a format we do not read: every distinct value is its own key
+        keys = values.copy()
+    else:
+        digits = int(read[1]) + (2 if read[2] == "%" else 0)
+        keys = np.round(values, digits)
+        # Near a half, NumPy's rounding and Python's formatting may part: those values (rare)
+        # keep their own key, half a unit away from every rounded one.
+        scaled = values * 10.0**digits
+        with np.errstate(invalid="ignore"):
+            halves = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+        keys[halves] = values[halves]
+    # -0.0 reads "-0" but equals 0.0: it gets a key of its own that no rounding produces.
+    keys[(keys == 0) & np.signbit(keys)] = -np.finfo(np.float64).tiny
+    return keys
+
+
+def phrases_for(name: str, values: np.ndarray, spec: FeatureSpec | None) -> np.ndarray:
+    """phrase() over many values of one feature; values that read the same are worded once."""
     if values.dtype.kind not in "biuf":  # text or mixed: word each value as it is
-        return [phrase(name, v, spec) for v in values.tolist()]
-    uniq, inverse = np.unique(values, return_inverse=True)
-    if len(uniq) * 2 > len(values):
-        return [phrase(name, v, spec) for v in values.tolist()]
-    worded = [phrase(name, v, spec) for v in uniq.tolist()]
-    return [worded[i] for i in inverse.ravel()]
+        return np.array([phrase(name, v, spec) for v in values.tolist()], dtype=object)
+    keys = shown_as(values, spec) if values.dtype.kind == "f" else values  # whole numbers: as is
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    worded = np.array([phrase(name, v, spec) for v in values[first].tolist()], dtype=object)
+    return worded[inverse.ravel()]
 
 
 def reason_columns(

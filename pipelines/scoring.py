@@ -45,7 +45,8 @@ class ScoreReport:
 
 def risk_deciles(p: np.ndarray) -> np.ndarray:
     """1..10 by rank, 10 = riskiest tenth."""
-    ranks = np.argsort(np.argsort(p, kind="stable"), kind="stable")
+    ranks = np.empty(len(p), dtype=np.int64)
+    ranks[np.argsort(p, kind="stable")] = np.arange(len(p))  # the order's inverse: each rank
     return (ranks * 10 // max(len(p), 1) + 1).astype(np.int32)
 
 

@@ -322,3 +322,44 @@ def test_scoring_explains_side_by_side_parts_as_one_whole(toy_model, make_settin
         assert scored[f"reason_{j + 1}"].to_numpy()[explained].tolist() == ph.tolist()
         assert scored[f"reason_group_{j + 1}"].to_numpy()[explained].tolist() == gr.tolist()
     assert scored.filter(~explained)["reason_1"].null_count() == (~explained).sum()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        None,
+        "{value:.0f} complaints",
+        "usage {value:+.0%} vs before",
+        "{value:.1f} x",
+        "{value:g} y",
+    ],
+)
+def test_reasons_worded_once_per_shown_value_read_as_worded_one_by_one(template):
+    """Values that read the same are worded once; the words equal phrase() value by value,
+    at signed zeros, halves (0.015, 2.675) and missing values too."""
+    from models.reasons import phrase, phrases_for
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 5000),
+            rng.exponential(50, 5000),
+            np.round(rng.normal(0, 1, 2000), 3),  # many exact halves at 2 decimals
+            [np.nan, 0.0, -0.0, 0.125, 2.675, -0.005, 0.005, -0.35, 1e9],
+        ]
+    )
+    spec = FeatureSpec("f", "feature f", "DOUBLE", ("t",), 90, "g", template)
+    for v in (values, rng.integers(-5, 50, 3000), np.array([True, False, True])):
+        assert phrases_for("f", v, spec).tolist() == [phrase("f", x, spec) for x in v.tolist()]
+
+
+def test_risk_deciles_put_the_riskiest_tenth_in_decile_10():
+    from pipelines.scoring import risk_deciles
+
+    p = np.random.default_rng(3).permutation(np.linspace(0, 1, 1000))
+    deciles = risk_deciles(p)
+    assert np.bincount(deciles, minlength=11)[1:].tolist() == [100] * 10
+    assert (deciles[p >= np.sort(p)[900]] == 10).all() and (deciles[p < np.sort(p)[100]] == 1).all()
+    # Ties are ranked by position (stable), so equal scores may straddle a decile boundary.
+    assert risk_deciles(np.zeros(20)).tolist() == np.repeat(np.arange(1, 11), 2).tolist()
+    assert risk_deciles(np.array([])).size == 0
