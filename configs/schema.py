@@ -106,6 +106,17 @@ class PromotionConfig(Section):
     primary_metric: Literal["pr_auc", "roc_auc", "empc"] = "pr_auc"
     margin: float = Field(0.0, ge=0.0, description="Challenger must beat champion by this much.")
     brier_tolerance: float = Field(0.005, ge=0.0)
+    # A quality floor that holds even without a champion: a model no better than chance must
+    # never rank customers for a list.
+    min_roc_auc: float = Field(
+        0.6, ge=0.5, le=1.0, description="Out-of-time ROC-AUC a model needs to be promoted."
+    )
+    min_pr_auc_lift: float = Field(
+        1.5,
+        ge=1.0,
+        description="Out-of-time PR-AUC must reach this multiple of the validation month's "
+        "positive rate (the PR-AUC of a random ranking).",
+    )
 
 
 class SnapshotConfig(Section):
@@ -122,6 +133,12 @@ class SnapshotConfig(Section):
 
 class ModelsConfig(Section):
     horizon_days: int = 90
+    min_train_snapshots: int = Field(
+        1,
+        ge=1,
+        description="Complete snapshots with matured labels, outside the validation month, "
+        "that training needs (it refuses with fewer).",
+    )
     trials: int = Field(20, ge=1)
     timeout_seconds: int | None = None
     num_boost_round: int = Field(1000, ge=10)

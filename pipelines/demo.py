@@ -110,8 +110,16 @@ def run_demo(
         uplift = result.get("uplift") or {}
         if uplift.get("explanation"):
             say(f"  uplift: {uplift['explanation']}")
+        if result.get("held"):
+            say(f"  {result['held']}")
         say("  playing the campaign forward one month in the simulator")
-        advance(wd.home, months=1, treatments=treatments_for(settings, target["list_id"]))
+        # A held list reaches no customer: the month plays out without a campaign.
+        published = target.get("list_id") and not target.get("held")
+        advance(
+            wd.home,
+            months=1,
+            treatments=treatments_for(settings, target["list_id"]) if published else None,
+        )
     ingest_flow(home=home, config=files)
     summary.evaluations = evaluate_flow(home=home, config=files)
     summary.seconds = time.perf_counter() - started

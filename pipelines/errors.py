@@ -23,6 +23,10 @@ class InputError(ChurnError, ValueError):
     """Input data (a file, a column, a date) is not usable as given."""
 
 
+class ShortHistoryError(InputError):
+    """Too little complete, matured history for the configured horizon to train a model."""
+
+
 class ServiceError(ChurnError, RuntimeError):
     """A service the pipeline needs (Prefect API, MLflow tracking server) cannot be reached."""
 

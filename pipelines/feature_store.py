@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from configs.schema import Settings
+from features.history import is_complete, lookback_days
 from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
 from features.split import monthly_as_of_dates
 from pipelines.config import config_hash
@@ -29,7 +30,10 @@ BUILD_LOG_DDL = """
 CREATE SCHEMA IF NOT EXISTS feat;
 CREATE TABLE IF NOT EXISTS feat.build_log (
     as_of DATE, config_hash VARCHAR, built_at TIMESTAMP, rows BIGINT, stale BOOLEAN
-)
+);
+-- complete: the feature windows lie inside the loaded data (features.history); logs written
+-- before the flag existed leave it NULL.
+ALTER TABLE feat.build_log ADD COLUMN IF NOT EXISTS complete BOOLEAN;
 """
 
 
@@ -41,11 +45,22 @@ class FeatureBuildReport:
     seconds: float = 0.0
     data_end: date | None = None
     parquet: list[str] = field(default_factory=list)
+    # Snapshots whose feature windows reach before the data starts: never train or validate.
+    incomplete: list[date] = field(default_factory=list)
 
 
 def data_end(con: duckdb.DuckDBPyConnection) -> date | None:
     """The last day the loaded data covers (usage is delivered every day)."""
     return con.execute("SELECT max(usage_date) FROM raw.usage_daily").fetchall()[0][0]
+
+
+def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
+    """The first and last day of loaded usage; (None, None) when none is loaded."""
+    try:
+        row = con.execute("SELECT min(usage_date), max(usage_date) FROM raw.usage_daily").fetchall()
+        return row[0]
+    except duckdb.CatalogException:
+        return None, None
 
 
 def build_frame(
@@ -164,11 +179,15 @@ def store_snapshots(
         ordered = sorted(dates)
         con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [ordered])
         h = config_hash(settings)
+        start, _ = data_span(con)
+        lookback = lookback_days(settings.features)
         for d in ordered:
             con.execute(
-                "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
-                [d, h, heights.get(d, 0)],
+                "INSERT INTO feat.build_log (as_of, config_hash, built_at, rows, stale, complete)"
+                " VALUES (?, ?, now()::TIMESTAMP, ?, false, ?)",
+                [d, h, heights.get(d, 0), is_complete(d, start, lookback)],
             )
+        report.incomplete = [d for d in ordered if not is_complete(d, start, lookback)]
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

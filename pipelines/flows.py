@@ -368,8 +368,16 @@ def retention_cycle(
             "features", features_flow, home=home_s, config=config, as_of=as_of, history=history
         )
 
-        if settings.orchestration.retrain == "every_cycle" or not _has_champions(settings):
+        if settings.orchestration.retrain == "every_cycle" or _without_champion(settings):
             run_stage("train", train_flow, home=home_s, config=config, as_of=as_of, trials=trials)
+        missing = _without_champion(settings)
+        if missing:
+            # A model below the quality floor never becomes champion, so nothing can rank the
+            # customers: no list rather than a list from a random model.
+            summary["held"] = no_champion_reason(missing, summary.get("train"))
+            logger.warning(summary["held"])
+            publish_cycle_artifact(summary)
+            return summary
         run_stage("score", score_flow, home=home_s, config=config, as_of=as_of)
         if settings.retention.uplift.enabled:
             run_stage("uplift", uplift_flow, home=home_s, config=config, as_of=as_of)
@@ -395,19 +403,33 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
     return bool(row and row[0])
 
 
-def _has_champions(settings: Settings) -> bool:
+def _without_champion(settings: Settings) -> list[str]:
+    """Registered model names that have no champion yet."""
     import mlflow
 
+    names = ["churn", "credit_risk"]
     wd = Workdir.from_settings(settings)
     if wd.no_mlflow_store(settings):
-        return False  # a client would create the store here, outside experiment_client
+        return names  # a client would create the store here, outside experiment_client
     client = mlflow.MlflowClient(tracking_uri=wd.tracking_uri(settings))
-    for name in ("churn", "credit_risk"):
+    missing = []
+    for name in names:
         try:
             client.get_model_version_by_alias(name, "champion")
         except Exception:
-            return False
-    return True
+            missing.append(name)
+    return missing
+
+
+def no_champion_reason(missing: list[str], train: Any) -> str:
+    """One line: why the cycle publishes no list (the gate's words for each model)."""
+    said = []
+    for name in missing:
+        key = "credit" if name == "credit_risk" else name
+        rec = train.get(key) if isinstance(train, dict) else None
+        why = ((rec or {}).get("promotion") or {}).get("explanation") or "no model trained"
+        said.append(f"{name} has no champion ({why})")
+    return "no list published: " + "; ".join(said)
 
 
 def cycle_markdown(summary: dict[str, Any]) -> str:
@@ -423,6 +445,7 @@ def cycle_markdown(summary: dict[str, Any]) -> str:
         "",
         "| item | value |",
         "|---|---|",
+        *([f"| held | {summary['held']} |"] if summary.get("held") else []),
         f"| list id | {target.get('list_id', '—')} |",
         f"| customers on list (treated / control) | {target.get('treated', '—')} / {target.get('control', '—')} |",
         f"| budget used | {target.get('budget_used', '—')} |",

@@ -19,12 +19,12 @@ import numpy as np
 import polars as pl
 
 from configs.schema import Settings
-from features.split import out_of_time_split
+from features.history import ShortHistory, lookback_days, plan_training
 from models import lgbm, metrics
 from models.attribution import agreement
 from models.promotion import decide
-from pipelines.errors import ConfigError, InputError
-from pipelines.feature_store import feature_columns, load_snapshots
+from pipelines.errors import ConfigError, InputError, ShortHistoryError
+from pipelines.feature_store import data_span, feature_columns, load_snapshots
 from pipelines.tracking import experiment_client, git_commit
 from pipelines.workdir import Workdir, audit, connect
 
@@ -111,15 +111,23 @@ def training_frames(
                 "no feature snapshots yet: run `churn features --as-of DATE`"
             ) from None
         if not counts:
-            raise InputError(
+            raise ShortHistoryError(
                 f"no snapshot has a matured {label} label yet: build more history with "
                 "`churn features --as-of DATE --history K`"
             )
-        dates = sorted(counts)
+        start, end = data_span(con)
         try:
-            train_dates, valid_date = out_of_time_split(dates, dates[-1], cfg.horizon_days)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+            plan = plan_training(
+                sorted(counts),
+                start,
+                end,
+                lookback_days(settings.features),
+                cfg.horizon_days,
+                cfg.min_train_snapshots,
+            )
+        except ShortHistory as exc:
+            raise ShortHistoryError(f"cannot train {label}: {exc}") from None
+        train_dates, valid_date = plan.train, plan.validation
         n_train = sum(counts[d] for d in train_dates)
         train = load_snapshots(
             settings,
@@ -306,6 +314,9 @@ def train_model(
         version = mlflow.register_model(info.model_uri, name)
         client.set_registered_model_alias(name, "challenger", version.version)
         client.set_model_version_tag(name, version.version, "validation_as_of", str(valid_date))
+        # The gate compares only models for the same horizon.
+        client.set_model_version_tag(name, version.version, "label", label)
+        client.set_model_version_tag(name, version.version, "horizon_days", str(cfg.horizon_days))
     return TrainResult(
         model=model,
         run_id=run.info.run_id,
@@ -348,18 +359,19 @@ def promote(
         champion, ch_version = None, None
     if ch_version == c_version:
         return PromotionResult(model, False, ch_version, f"version {c_version} is already champion")
-    valid_as_of = date.fromisoformat(
-        client.get_model_version(name, c_version).tags["validation_as_of"]
-    )
-    label = challenger_label = label_for(settings, "churn" if name == "churn" else "credit")
-    valid = load_snapshots(settings, [valid_as_of]).filter(pl.col(label).is_not_null())
-    y = valid[challenger_label].to_numpy().astype(float)
+    c_tags = client.get_model_version(name, c_version).tags
+    valid_as_of = date.fromisoformat(c_tags["validation_as_of"])
     task = "churn" if name == "churn" else "credit"
+    label = c_tags.get("label") or label_for(settings, task)
+    valid = load_snapshots(settings, [valid_as_of]).filter(pl.col(label).is_not_null())
+    y = valid[label].to_numpy().astype(float)
     new = metrics.summary(y, challenger.predict(valid), task, settings.models.empc.model_dump())
+    c_horizon = horizon_of(client, name, c_version)
+    ch_horizon = horizon_of(client, name, ch_version) if ch_version else None
     old = None
-    if champion is not None:
+    if champion is not None and ch_horizon == c_horizon:
         old = metrics.summary(y, champion.predict(valid), task, settings.models.empc.model_dump())
-    decision = decide(new, old, settings.models.promotion)
+    decision = decide(new, old, settings.models.promotion, c_horizon, ch_horizon)
     promoted = decision.promote or force
     explanation = decision.explanation
     if force and not decision.promote:
@@ -377,6 +389,16 @@ def promote(
         return PromotionResult(model, True, c_version, explanation)
     log.warning("%s v%s not promoted: %s", name, c_version, explanation)
     return PromotionResult(model, False, ch_version, explanation)
+
+
+def horizon_of(client, name: str, version: str) -> int | None:
+    """The horizon a registered version was trained for: its tag, else its run's label."""
+    mv = client.get_model_version(name, version)
+    if mv.tags.get("horizon_days"):
+        return int(mv.tags["horizon_days"])
+    label = client.get_run(mv.run_id).data.params.get("label", "")
+    digits = label.rsplit("_", 1)[-1].removesuffix("d")
+    return int(digits) if digits.isdigit() else None
 
 
 def list_models(settings: Settings) -> list[dict]:

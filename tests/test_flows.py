@@ -382,3 +382,68 @@ def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+# --- short history: never a random champion, never a list from one (issue 20) ----------------
+
+
+def _champions(home: str, config: list[str]) -> list[str]:
+    from pipelines.flows import _without_champion
+
+    settings = load_settings([Path(c) for c in config], home=home, environ={})
+    return sorted({"churn", "credit_risk"} - set(_without_champion(settings)))
+
+
+def test_short_history_refuses_to_train_and_publishes_nothing(prefect_harness, tmp_path):
+    """Seven months with a 90-day horizon: every matured snapshot has partial feature windows."""
+    from pipelines.errors import ShortHistoryError
+    from pipelines.flows import retention_cycle
+    from simulator import simulate
+
+    home = tmp_path / "home"
+    config = tmp_path / "short.yaml"
+    config.write_text(
+        "simulator: {customers: 300, months: 7}\n"
+        "models: {trials: 1, num_boost_round: 60, early_stopping_rounds: 10}\n"
+    )
+    settings = load_settings([config], home=home, environ={})
+    assert settings.models.horizon_days == 90 and settings.orchestration.history_months == 8
+    simulate(settings.simulator, home, seed=3)
+    with pytest.raises(ShortHistoryError) as refused:
+        retention_cycle(home=str(home), config=[str(config)])
+    line = str(refused.value)
+    assert "\n" not in line
+    assert "need 1 complete snapshot with matured 90-day labels" in line
+    assert "have 0 (data starts 2025-01-01" in line
+    assert "needs data through 2025-12-29" in line
+    assert _champions(str(home), [str(config)]) == []
+    assert not (home / "lists").exists() or not any((home / "lists").iterdir())
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        flags = dict(con.execute("SELECT as_of, complete FROM feat.build_log").fetchall())
+        lists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'retention'"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    # The snapshot of the day before the data starts up to May: windows reach before January.
+    assert [d.isoformat() for d, ok in sorted(flags.items()) if ok] == ["2025-06-30", "2025-07-31"]
+    assert lists == 0
+
+
+def test_models_below_the_floor_hold_the_first_list(world, prefect_harness, tmp_path):
+    """Without a champion, a challenger under the quality floor publishes nothing, and says why."""
+    from pipelines.flows import cycle_markdown, retention_cycle
+
+    home, config = _fresh_home(world, tmp_path)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("models: {promotion: {min_roc_auc: 0.999}}\n")
+    config = [*config, str(strict)]
+    summary = retention_cycle(home=home, config=config)
+    held = summary["held"]
+    assert held.startswith("no list published: churn has no champion (not promoted: out-of-time")
+    assert "below the floor 0.999" in held and "\n" not in held
+    assert held in cycle_markdown(summary)
+    assert "score" not in summary and "target" not in summary
+    assert _champions(home, config) == []
+    assert not (Path(home) / "lists").exists() or not any((Path(home) / "lists").iterdir())

@@ -194,23 +194,49 @@ def test_reason_codes_name_the_drivers(toy_model):
     assert {col[0] for col in groups} == {"complaints", "usage_down"}
 
 
+def _m(pr_auc, brier=0.05, roc_auc=0.8, positive_rate=0.06):
+    return {"pr_auc": pr_auc, "brier": brier, "roc_auc": roc_auc, "positive_rate": positive_rate}
+
+
 @pytest.mark.parametrize(
     ("challenger", "champion", "promote"),
     [
-        ({"pr_auc": 0.50, "brier": 0.05}, None, True),
-        ({"pr_auc": 0.50, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, False),
-        ({"pr_auc": 0.55, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, True),
-        ({"pr_auc": 0.521, "brier": 0.05}, {"pr_auc": 0.52, "brier": 0.05}, False),  # below margin
-        (
-            {"pr_auc": 0.60, "brier": 0.09},
-            {"pr_auc": 0.52, "brier": 0.05},
-            False,
-        ),  # calibration worse
+        (_m(0.50), None, True),
+        (_m(0.50), _m(0.52), False),
+        (_m(0.55), _m(0.52), True),
+        (_m(0.521), _m(0.52), False),  # below margin
+        (_m(0.60, brier=0.09), _m(0.52), False),  # calibration worse
     ],
 )
 def test_gate_never_promotes_a_worse_model(challenger, champion, promote):
     rule = PromotionConfig(primary_metric="pr_auc", margin=0.01, brier_tolerance=0.005)
     assert decide(challenger, champion, rule).promote is promote
+
+
+@pytest.mark.parametrize(
+    ("scores", "why"),
+    [
+        # The 100k short-history cycle's churn model (issue 20): random, yet made champion.
+        (_m(0.060, roc_auc=0.538, positive_rate=0.055), "ROC-AUC 0.538 is below the floor 0.6"),
+        # A fair AUC but a PR-AUC no better than a random ranking's.
+        (_m(0.070, roc_auc=0.65, positive_rate=0.06), "PR-AUC 0.070 is below 1.5×"),
+    ],
+)
+def test_gate_floor_holds_without_a_champion(scores, why):
+    decision = decide(scores, None, PromotionConfig())
+    assert not decision.promote and why in decision.explanation
+    # ... and with a weaker champion: a floor is not relative.
+    assert not decide(scores, _m(0.01, roc_auc=0.5), PromotionConfig()).promote
+
+
+def test_gate_does_not_compare_models_for_different_horizons():
+    rule = PromotionConfig(primary_metric="pr_auc", margin=0.01)
+    # The 30-day champion's PR-AUC on its own label would block a good 90-day challenger.
+    decision = decide(_m(0.30), _m(0.60), rule, challenger_horizon=90, champion_horizon=30)
+    assert decision.promote and "not compared" in decision.explanation
+    assert not decide(_m(0.30), _m(0.60), rule, 90, 90).promote
+    weak = decide(_m(0.07, roc_auc=0.52), _m(0.60), rule, 90, 30)
+    assert not weak.promote and "floor" in weak.explanation
 
 
 def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
