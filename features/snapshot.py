@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from configs.schema import FeaturesConfig
 from features.dictionary import FeatureSpec
+from features.relative import relative_specs
 
 T = "CAST($as_of AS DATE)"
 # Timestamps on the as-of day belong to it: compare them with the next midnight.
@@ -625,7 +626,8 @@ def all_features(cfg: FeaturesConfig) -> list[Feature]:
 
 def feature_specs(cfg: FeaturesConfig) -> tuple[FeatureSpec, ...]:
     """The dictionary for this configuration (windows come from config)."""
-    return tuple(f.spec for f in all_features(cfg))
+    # Segment-relative companions are added to the whole snapshot after the SQL (features.relative).
+    return tuple(f.spec for f in all_features(cfg)) + relative_specs()
 
 
 def _select(features: list[Feature]) -> str:

@@ -18,6 +18,7 @@ import polars as pl
 
 from configs.schema import Settings
 from features.history import is_complete, lookback_days
+from features.relative import add_relative_features, relative_specs
 from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
 from features.split import monthly_as_of_dates
 from pipelines.config import config_hash
@@ -64,9 +65,17 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]
 
 
 def build_frame(
-    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, end: date
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    end: date,
+    relative: bool = True,
 ) -> pl.DataFrame:
-    """Snapshot + labels for one as-of date, as a polars frame (pure SQL over raw tables)."""
+    """Snapshot + labels for one as-of date, as a polars frame (pure SQL over raw tables).
+
+    `relative=False` leaves out the segment-relative companions: a partition of the customers
+    cannot compute its segments' trends (with_relative adds them to the whole snapshot).
+    """
     con.execute(PLANS_NOW_SQL)
     con.execute("DROP TABLE IF EXISTS _snap")
     con.execute(f"CREATE TEMP TABLE _snap AS {snapshot_sql(settings.features)}", {"as_of": as_of})
@@ -82,7 +91,14 @@ def build_frame(
     # rounded: parallel aggregation sums in varying order, and the last bits must not change a
     # model (or a resumed cycle's list).
     frame = frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
-    return frame.with_columns(pl.col(pl.Float64, pl.Float32).round(6))
+    frame = frame.with_columns(pl.col(pl.Float64, pl.Float32).round(6))
+    return with_relative(frame) if relative else frame
+
+
+def with_relative(frame: pl.DataFrame) -> pl.DataFrame:
+    """Segment-relative companions of a whole snapshot, rounded like every float."""
+    out = add_relative_features(frame)
+    return out.with_columns(pl.col(s.name).round(6) for s in relative_specs())
 
 
 def build_snapshots(
@@ -246,7 +262,7 @@ def build_partition(
             name = table.replace('"', '""')
             # names come from the warehouse's own catalogue (contract tables), quoted
             con.execute(f'CREATE VIEW raw."{name}" AS SELECT * FROM wh.raw."{name}"{where}')  # noqa: S608
-        return build_frame(con, settings, as_of, end)
+        return build_frame(con, settings, as_of, end, relative=False)
     finally:
         con.close()
 
@@ -281,7 +297,7 @@ def build_snapshots_partitioned(
                 build_partition,
                 [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)],
             )
-            frame = pl.concat(pieces, how="vertical_relaxed").sort("customer_id")
+            frame = with_relative(pl.concat(pieces, how="vertical_relaxed").sort("customer_id"))
             log.info("snapshot %s: %d customers in %d partitions", d, frame.height, parts)
             # Staged on disk: the writer holds one snapshot in memory at a time.
             staged.append(staging / f"{d.isoformat()}.parquet")

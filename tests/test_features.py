@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given
@@ -314,3 +315,57 @@ def test_large_bases_are_built_in_partitions_with_the_same_result(loaded, tmp_pa
     assert got.equals(expected)
     assert not needs_build(split, AS_OF)
     assert (Path(split.home) / "features" / f"customer_snapshot_{AS_OF}.parquet").exists()
+
+
+def test_segment_relative_trend_ignores_a_shift_that_moves_everyone():
+    """A competitor launch cuts every customer's voice by 30 %: own trends all fall, the
+    companion stays where it was; a customer falling faster than peers still reads negative."""
+    from features.relative import add_relative_features
+
+    rng = np.random.default_rng(5)
+    n = 400
+    prior = rng.gamma(4, 150, n)
+    change = np.where(np.arange(n) == 0, 0.5, rng.normal(1.0, 0.1, n))  # customer 0 halves
+    base = pl.DataFrame(
+        {
+            "as_of": [AS_OF] * n,
+            "segment": rng.choice(["individual", "family"], n),
+            "voice_min_prev60": prior,
+            "voice_min_30d": prior / 2 * change,
+            "data_mb_prev60": prior * 10,
+            "data_mb_30d": prior * 5 * change,
+        }
+    )
+    shifted = base.with_columns(pl.col("voice_min_30d") * 0.7)
+    before, after = add_relative_features(base), add_relative_features(shifted)
+    own = shifted["voice_min_30d"] / 30 / (shifted["voice_min_prev60"] / 60) - 1
+    assert own.mean() < -0.25  # the raw trend reads as everyone declining
+    np.testing.assert_allclose(
+        after["voice_trend_vs_segment"].to_numpy(), before["voice_trend_vs_segment"].to_numpy()
+    )
+    assert abs(after["voice_trend_vs_segment"].mean()) < 0.02
+    assert after["voice_trend_vs_segment"][0] < -0.4
+    # Point in time: each as-of date's peers are its own rows only.
+    later = shifted.with_columns(pl.lit(AS_OF + timedelta(days=31)).alias("as_of"))
+    both = add_relative_features(pl.concat([base, later]))
+    np.testing.assert_allclose(
+        both["voice_trend_vs_segment"].to_numpy(),
+        np.concatenate([before["voice_trend_vs_segment"].to_numpy()] * 2),
+    )
+
+
+def test_snapshots_whose_windows_precede_the_data_never_train():
+    from features.history import ShortHistory, is_complete, plan_training
+
+    start = date(2025, 1, 1)
+    dates = monthly_as_of_dates(date(2025, 12, 31), 13)  # 2024-12-31 .. 2025-12-31
+    assert [d for d in dates if is_complete(d, start, 180)][0] == date(2025, 6, 30)
+    assert not is_complete(date(2025, 5, 31), start, 180)
+    matured = [d for d in dates if d + timedelta(days=90) <= date(2025, 12, 31)]
+    plan = plan_training(matured, start, date(2025, 12, 31), 180, 90, 1)
+    assert plan.train == [date(2025, 6, 30)] and plan.validation == date(2025, 9, 30)
+    with pytest.raises(ShortHistory, match=r"need 2 complete snapshots .* have 1 .*2026-01-29"):
+        plan_training(matured, start, date(2025, 12, 31), 180, 90, 2)
+    # Seven months (issue 20's 100k cycle): nothing complete has matured.
+    with pytest.raises(ShortHistory, match=r"have 0 \(data starts 2025-01-01, ends 2025-07-31"):
+        plan_training(matured[:5], start, date(2025, 7, 31), 180, 90, 1)
