@@ -259,8 +259,26 @@ class DriftGate(Section):
     auc_drop_retrain: float = 0.05
 
 
+class CalibrationWatchConfig(Section):
+    """Calibration in the large before each list: mean churn score against the trailing realised
+    rate and the champion's validation-month mean score."""
+
+    max_ratio: float = Field(
+        1.5, gt=1.0, description="Either yardstick this many times apart (either way) trips it."
+    )
+    action: Literal["hold", "recalibrate"] = Field(
+        "hold",
+        description="hold: store the list for review, export nothing to marketing; recalibrate: "
+        "shift every log-odds so the mean score equals the trailing rate (ranking unchanged).",
+    )
+    trailing_snapshots: int = Field(
+        3, ge=1, description="Latest complete snapshots with matured labels that give the rate."
+    )
+
+
 class MonitoringConfig(Section):
     gate: DriftGate = DriftGate()
+    calibration: CalibrationWatchConfig = CalibrationWatchConfig()
     max_reference_rows: int = 20_000
     reference: Literal["validation", "training"] = Field(
         "validation",

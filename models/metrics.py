@@ -121,6 +121,8 @@ def summary(y, p, task: str = "churn", empc_params: dict | None = None) -> dict[
         "ks": ks_statistic(y, p),
         "n_rows": float(len(y)),
         "positive_rate": float(y.mean()),
+        # Calibration in the large: later cycles compare their mean score with this month's.
+        "mean_score": float(p.mean()),
     }
     if task == "churn":
         value, fraction = empc(y, p, **(empc_params or {}))

@@ -48,6 +48,8 @@ class FeatureBuildReport:
     parquet: list[str] = field(default_factory=list)
     # Snapshots whose feature windows reach before the data starts: never train or validate.
     incomplete: list[date] = field(default_factory=list)
+    # Built earlier with the same config and inputs: features kept, labels refreshed.
+    reused: list[date] = field(default_factory=list)
 
 
 def data_end(con: duckdb.DuckDBPyConnection) -> date | None:
@@ -125,14 +127,16 @@ def build_snapshots(
             own = False
             return build_snapshots_partitioned(settings, as_of, history, _sequential, parts)
 
+        todo = reuse_snapshots(settings, con, monthly_as_of_dates(as_of, history), end, report)
+
         def frames() -> Iterator[pl.DataFrame]:
             # One date at a time: memory holds one snapshot, not the whole history.
-            for d in monthly_as_of_dates(as_of, history):
+            for d in todo:
                 frame = build_frame(con, settings, d, end)
                 log.info("snapshot %s: %d customers", d, frame.height)
                 yield frame
 
-        store_snapshots(settings, con, frames(), as_of, history, report)
+        store_snapshots(settings, con, frames(), as_of, history, report, only=todo)
     finally:
         if own:
             con.close()
@@ -158,15 +162,17 @@ def store_snapshots(
     as_of: date,
     history: int,
     report: FeatureBuildReport,
+    only: list[date] | None = None,
 ) -> None:
     """Replace the built dates in feat.customer_snapshot and Parquet, in one transaction.
 
     `frames` is consumed one snapshot at a time inside the transaction, so a failure part-way
-    leaves the previous snapshots in place.
+    leaves the previous snapshots in place. `only`: the dates being built (default: all
+    `history` dates up to as_of; reused dates are left alone).
     """
     wd = Workdir.from_settings(settings)
     con.execute(BUILD_LOG_DDL)
-    dates = set(monthly_as_of_dates(as_of, history))
+    dates = set(monthly_as_of_dates(as_of, history) if only is None else only)
     heights: dict[date, int] = {}
     con.execute("BEGIN")
     try:
@@ -208,15 +214,87 @@ def store_snapshots(
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    report.as_of_dates = ordered
+    report.as_of_dates = sorted(set(ordered) | set(report.reused))
     for d in ordered:
-        target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
-        with atomic_path(target) as tmp:
-            # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
-            sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
-            con.execute(f"{sql} TO '{_sql_path(tmp)}' (FORMAT parquet)", [d])
-        report.parquet.append(str(target))
+        report.parquet.append(write_parquet(wd, con, d))
     atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
+
+
+def write_parquet(wd: Workdir, con: duckdb.DuckDBPyConnection, d: date) -> str:
+    target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+    with atomic_path(target) as tmp:
+        # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
+        sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
+        con.execute(f"{sql} TO '{_sql_path(tmp)}' (FORMAT parquet)", [d])
+    return str(target)
+
+
+def expected_columns(settings: Settings) -> set[str]:
+    """The snapshot columns this code and config build (meta, features, labels)."""
+    f = settings.features
+    labels = {f"{k}_{int(h)}d" for h in f.horizons_days for k in ("churn", "default")}
+    return set(META_COLUMNS) | {s.name for s in feature_specs(f)} | labels
+
+
+def reusable(settings: Settings, con: duckdb.DuckDBPyConnection, dates: list[date]) -> set[date]:
+    """Dates already built with this config and feature set, not marked stale by late data."""
+    con.execute(BUILD_LOG_DDL)
+    columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot'"
+        ).fetchall()
+    }
+    if columns != expected_columns(settings):
+        return set()  # the feature set changed (code or config): rebuild everything
+    rows = con.execute(
+        "SELECT as_of FROM feat.build_log"
+        " WHERE list_contains(?, as_of) AND config_hash = ? AND NOT coalesce(stale, false)",
+        [dates, config_hash(settings)],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def reuse_snapshots(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    dates: list[date],
+    end: date,
+    report: FeatureBuildReport,
+) -> list[date]:
+    """Keep the features of reusable dates and recompute only their labels (outcomes keep
+    maturing as data arrives); returns the dates that still need a build."""
+    keep = sorted(reusable(settings, con, dates))
+    if keep:
+        f = settings.features
+        labels = [f"{k}_{int(h)}d" for h in f.horizons_days for k in ("churn", "default")]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _snap AS SELECT customer_id, as_of, payment_type"
+            " FROM feat.customer_snapshot WHERE list_contains(?, as_of)",
+            [keep],
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _labels AS {labels_sql(f.horizons_days, f.serious_arrears_days)}",
+            {"data_end": end},
+        )
+        assign = ", ".join(f'"{c}" = l."{c}"' for c in labels)
+        con.execute("BEGIN")
+        try:
+            con.execute(
+                f"UPDATE feat.customer_snapshot AS s SET {assign} FROM _labels l"  # noqa: S608 - config-validated label names
+                " WHERE s.customer_id = l.customer_id AND s.as_of = l.as_of"
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        wd = Workdir.from_settings(settings)
+        for d in keep:
+            report.parquet.append(write_parquet(wd, con, d))
+        log.info("snapshots %s reused: features unchanged, labels refreshed", keep)
+    report.reused = keep
+    return [d for d in dates if d not in keep]
 
 
 def _sql_path(path: Path) -> str:
@@ -289,10 +367,15 @@ def build_snapshots_partitioned(
         raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
     report.data_end = end
     parts = parts or settings.executor.partitions
+    con = connect(wd)
+    try:
+        todo = reuse_snapshots(settings, con, monthly_as_of_dates(as_of, history), end, report)
+    finally:
+        con.close()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=wd.features))
     try:
         staged = []
-        for d in monthly_as_of_dates(as_of, history):
+        for d in todo:
             pieces = run_parts(
                 build_partition,
                 [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)],
@@ -306,7 +389,13 @@ def build_snapshots_partitioned(
         con = connect(wd)
         try:
             store_snapshots(
-                settings, con, (pl.read_parquet(f) for f in staged), as_of, history, report
+                settings,
+                con,
+                (pl.read_parquet(f) for f in staged),
+                as_of,
+                history,
+                report,
+                only=todo,
             )
         finally:
             con.close()

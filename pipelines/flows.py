@@ -382,6 +382,9 @@ def retention_cycle(
         if settings.retention.uplift.enabled:
             run_stage("uplift", uplift_flow, home=home_s, config=config, as_of=as_of)
         run_stage("target", target_flow, home=home_s, config=config, as_of=as_of, budget=budget)
+        if (summary.get("target") or {}).get("held"):
+            summary["held"] = summary["target"]["held"]
+            logger.warning(summary["held"])
         run_stage("monitor", monitor_flow, home=home_s, config=config, as_of=as_of)
         # Evaluation always runs: outcomes of earlier lists keep maturing.
         summary["evaluate"] = evaluate_flow(home=home_s, config=config)

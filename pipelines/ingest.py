@@ -224,6 +224,7 @@ def _load_file(
             f" WHERE {key_match} AND m.path = r._source_file AND {later}",
             later_params,
         )
+    _note_first_change(con, table, key_match, fdate)
     con.execute(f'DELETE FROM raw."{table.name}" r USING _good g WHERE {key_match}')
     lineage = ", ".join(f'"{c.name}"' for c in LINEAGE_COLUMNS)
     cols = ", ".join(f'"{c}"' for c in table.column_names)
@@ -270,6 +271,41 @@ def _record(
     )
 
 
+def _note_first_change(
+    con: duckdb.DuckDBPyConnection, table: Table, key_match: str, fdate: date | None
+) -> None:
+    """The first day this file changes, before its rows replace the old ones (temp _first_change).
+
+    A row's event date, except for a re-delivered row of a validity interval (a product that
+    ended or changed fee): an end changes holdings from the earlier of its old and new end, and
+    a value is known from the delivery's period on. Dating either from the product's start
+    years ago staled every snapshot each month, and a rebuild then wrote today's fee into them.
+    """
+    if table.event_time is None:
+        return
+    event = f'CAST(g."{table.event_time}" AS DATE)'
+    first = f"min({event})"
+    join = ""
+    if "end_date" in table.column_names:
+        same = " AND ".join(
+            f'r."{c}" IS NOT DISTINCT FROM g."{c}"' for c in table.column_names if c != "end_date"
+        )
+        never = "DATE '9999-12-31'"
+        known = f"DATE '{fdate.isoformat()}'" if fdate else event
+        ended = (
+            f"CASE WHEN r.end_date IS NOT DISTINCT FROM g.end_date THEN {never}"
+            f" ELSE least(coalesce(r.end_date, {never}), coalesce(g.end_date, {never})) END"
+        )
+        first = f"""nullif(min(CASE
+            WHEN r."{table.key[0]}" IS NULL THEN {event}
+            WHEN NOT ({same}) THEN least({known}, {ended})
+            ELSE {ended} END), {never})"""
+        join = f' LEFT JOIN raw."{table.name}" r ON {key_match}'
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _first_change AS SELECT {first} AS d FROM _good g{join}"
+    )
+
+
 def _mark_stale(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     """Late data for a period already built: its snapshots must be rebuilt."""
     exists = con.execute(
@@ -278,9 +314,7 @@ def _mark_stale(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     ).fetchone()[0]
     if not exists or table.event_time is None:
         return
-    earliest = con.execute(f'SELECT min(CAST("{table.event_time}" AS DATE)) FROM _good').fetchone()[
-        0
-    ]
+    earliest = con.execute("SELECT d FROM _first_change").fetchone()[0]
     if earliest is not None:
         con.execute("UPDATE feat.build_log SET stale = true WHERE as_of >= ?", [earliest])
 

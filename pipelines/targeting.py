@@ -8,13 +8,15 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 import duckdb
 import polars as pl
 
 from configs.schema import Settings
+from models.calibration_watch import apply_shift
+from pipelines.calibration_watch import watch
 from pipelines.config import config_hash
 from pipelines.errors import InputError
 from pipelines.uplift import with_uplift
@@ -56,6 +58,7 @@ class ListReport:
     expected_profit: float
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    held: str | None = None  # why the list is held for review (nothing exported to marketing)
 
 
 def mask_salt(settings: Settings) -> str:
@@ -185,8 +188,19 @@ def build_retention_list(
     try:
         candidates = load_candidates(con, as_of)
         realised = offer_realisation(con, settings, as_of)
+        calibration = (
+            None if learning_share is not None else watch(settings, con, candidates, as_of)
+        )
     finally:
         con.close()
+    if calibration is not None and calibration.logit_shift:
+        # Prior-shift correction: same ranking, mean score back at the trailing rate.
+        candidates = candidates.with_columns(
+            pl.Series(
+                "churn_probability",
+                apply_shift(candidates["churn_probability"].to_numpy(), calibration.logit_shift),
+            )
+        )
     # Once an uplift model is champion, the policy ranks by estimated incremental saves.
     candidates, uplift_version = with_uplift(settings, candidates, as_of)
     if uplift_version is not None:
@@ -242,6 +256,9 @@ def build_retention_list(
             "config_hash": config_hash(settings),
             "data_as_of": str(as_of),
             "masked": reveal_reason is None,
+            "expected_churners": round(float(candidates["churn_probability"].sum()), 1),
+            "calibration": None if calibration is None else asdict(calibration),
+            "held": calibration.reason if calibration and calibration.action == "hold" else None,
         }
         con.execute("BEGIN")
         con.execute("DELETE FROM retention.retention_lists WHERE list_id = ?", [list_id])
@@ -268,6 +285,7 @@ def build_retention_list(
         manifest["expected_profit"],
         paths,
         round(time.perf_counter() - started, 2),
+        manifest["held"],
     )
 
 
@@ -292,7 +310,8 @@ def export_list(
         ]
     )
     paths = {}
-    for kind in ("parquet", "csv", "xlsx"):
+    # A held list is stored for review; marketing receives nothing until it is released.
+    for kind in () if manifest.get("held") else ("parquet", "csv", "xlsx"):
         target = folder / f"retention_list.{kind}"
         with atomic_path(target, OWNER_ONLY) as tmp:
             if kind == "parquet":

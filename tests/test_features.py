@@ -369,3 +369,44 @@ def test_snapshots_whose_windows_precede_the_data_never_train():
     # Seven months (issue 20's 100k cycle): nothing complete has matured.
     with pytest.raises(ShortHistory, match=r"have 0 \(data starts 2025-01-01, ends 2025-07-31"):
         plan_training(matured[:5], start, date(2025, 7, 31), 180, 90, 1)
+
+
+def test_unchanged_snapshots_are_reused_and_their_labels_refreshed(loaded, tmp_path):
+    """A new month arrives: past snapshots keep their features (no rebuild), their labels
+    mature, and the result equals a build from scratch (issue 20: the 1M cycle rebuilt all)."""
+    from simulator import advance
+
+    may = date(2025, 5, 31)
+    home = tmp_path / "reused"
+    shutil.copytree(loaded, home)
+    reused = load_settings(home=home, environ={})
+    build_snapshots(reused, date(2025, 7, 31), history=3)
+    assert load_snapshots(reused, [may])["churn_90d"].null_count() > 0  # not matured in July
+    advance(home, months=1)
+    ingest_landing(reused)
+    scratch_home = tmp_path / "scratch"
+    shutil.copytree(home, scratch_home)
+    con = duckdb.connect(str(scratch_home / "warehouse.duckdb"))
+    con.execute("DROP SCHEMA feat CASCADE")
+    con.close()
+    scratch = load_settings(home=scratch_home, environ={})
+
+    july = load_snapshots(reused)
+    report = build_snapshots(reused, date(2025, 8, 31), history=4)
+    assert report.reused == [may, date(2025, 6, 30), date(2025, 7, 31)]
+    assert report.as_of_dates == [may, date(2025, 6, 30), date(2025, 7, 31), date(2025, 8, 31)]
+    assert build_snapshots(scratch, date(2025, 8, 31), history=4).reused == []
+    got, expected = load_snapshots(reused), load_snapshots(scratch)
+    # August re-delivers products whose fee changed: raw keeps only the latest fee, so a build
+    # from scratch writes August's fee into May (not point in time); the reused May keeps the fee
+    # known in July. Every other column equals the scratch build.
+    fee = "products_monthly_fee"
+    assert got.drop(fee).equals(expected.drop(fee))
+    kept = got.filter(pl.col("as_of") < date(2025, 8, 1)).select("customer_id", "as_of", fee)
+    assert kept.equals(july.select("customer_id", "as_of", fee))
+    assert got.filter(pl.col("as_of") == may)["churn_90d"].null_count() == 0
+    parquet = pl.read_parquet(home / "features" / f"customer_snapshot_{may}.parquet")
+    assert parquet["churn_90d"].null_count() == 0
+    # A change of config (here a tier cut-off) invalidates every stored snapshot.
+    changed = load_settings(home=home, environ={"CHURN_FEATURES__TIERS__GOLD": "60"})
+    assert build_snapshots(changed, date(2025, 8, 31), history=2).reused == []

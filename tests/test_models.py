@@ -389,3 +389,33 @@ def test_risk_deciles_put_the_riskiest_tenth_in_decile_10():
     # Ties are ranked by position (stable), so equal scores may straddle a decile boundary.
     assert risk_deciles(np.zeros(20)).tolist() == np.repeat(np.arange(1, 11), 2).tolist()
     assert risk_deciles(np.array([])).size == 0
+
+
+def test_calibration_watch_holds_or_recalibrates_a_shifted_base():
+    from configs.schema import CalibrationWatchConfig
+    from models.calibration_watch import apply_shift, check_calibration
+
+    rng = np.random.default_rng(3)
+    calm = rng.beta(1, 15, 5000)  # mean about 0.06
+    shifted = apply_shift(calm, 2.0)  # a market shift pushes everyone up (about 5x)
+    rule = CalibrationWatchConfig()
+    ok = check_calibration(calm, 0.062, 0.063, rule)
+    assert ok.action == "publish" and ok.logit_shift == 0.0
+    held = check_calibration(shifted, 0.062, 0.063, rule)
+    assert held.action == "hold" and held.reason.startswith(
+        "list held for review: mean churn score"
+    )
+    assert held.ratio > 3 and "\n" not in held.reason
+    # Either yardstick alone trips it; an unknown yardstick does not.
+    assert check_calibration(shifted, None, 0.063, rule).action == "hold"
+    assert check_calibration(calm, None, None, rule).action == "publish"
+    fixed = check_calibration(
+        shifted, 0.062, 0.063, rule.model_copy(update={"action": "recalibrate"})
+    )
+    assert fixed.action == "recalibrate" and fixed.logit_shift < -1.5
+    after = apply_shift(shifted, fixed.logit_shift)
+    assert after.mean() == pytest.approx(0.062, rel=1e-3)
+    assert (np.argsort(after) == np.argsort(shifted)).all()  # the ranking is untouched
+    # Without a trailing rate there is nothing to recalibrate to: hold.
+    rule_r = rule.model_copy(update={"action": "recalibrate"})
+    assert check_calibration(shifted, None, 0.063, rule_r).action == "hold"
