@@ -67,15 +67,16 @@ def plan_training(
         if have >= min_train:
             return TrainingPlan(train, valid)
     plural = "s" if min_train != 1 else ""
-    start = f"data starts {data_start}" if data_start else "no usage data"
-    need = ""
-    if data_start is not None:
-        need = f"; that needs data through {needed_data_end(data_start, lookback, horizon_days, min_train)}"
-    raise ShortHistory(
+    head = (
         f"need {min_train} complete snapshot{plural} with matured {horizon_days}-day labels "
-        f"outside the validation month, plus a complete one to validate on; have {have} "
-        f"({start}, ends {data_end}; a snapshot is complete once {lookback} days of data precede "
-        f"its as-of){need}"
+        f"outside the validation month, plus a complete one to validate on; have {have}"
+    )
+    if data_start is None:
+        raise ShortHistory(f"{head} (build more snapshot history)")
+    needed = needed_data_end(data_start, lookback, horizon_days, min_train)
+    raise ShortHistory(
+        f"{head} (data starts {data_start}, ends {data_end}; a snapshot is complete once "
+        f"{lookback} days of data precede its as-of); that needs data through {needed}"
     )
 
 

@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
             f"list {r.list_id}: {r.treated:,} to contact + {r.control:,} control; budget used "
             f"{r.budget_used:,.0f}; expected saves {r.expected_saves:,.1f}; expected profit {r.expected_profit:,.0f}"
         )
+        if r.held:
+            typer.echo(f"  HELD: {r.held}")
         for kind, path in r.paths.items():
             typer.echo(f"  {kind:<9} {path}")
 
