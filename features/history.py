@@ -33,8 +33,7 @@ def is_complete(as_of: date, data_start: date | None, lookback: int) -> bool:
 
 def first_complete(data_start: date, lookback: int) -> date:
     """The first month end whose feature windows lie inside the data."""
-    d = month_end(data_start + timedelta(days=lookback - 1))
-    return d
+    return month_end(data_start + timedelta(days=lookback - 1))
 
 
 @dataclass(frozen=True)
