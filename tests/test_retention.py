@@ -189,7 +189,9 @@ def test_evaluation_statistics_against_hand_computed_values():
     def score(delta: float) -> float:
         def nll(pc: float) -> float:
             pt = pc - delta
-            return -(40 * np.log(pc) + 460 * np.log(1 - pc) + 50 * np.log(pt) + 950 * np.log(1 - pt))
+            return -(
+                40 * np.log(pc) + 460 * np.log(1 - pc) + 50 * np.log(pt) + 950 * np.log(1 - pt)
+            )
 
         pc = minimize_scalar(
             nll, bounds=(delta + 1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-12}
