@@ -28,6 +28,8 @@ from retention.power import campaign_size, detectable_effect
 from tests.test_retention import customers, result_cost
 
 AS_OF = date(2025, 6, 30)
+# No uplift champion can exist in these homes: skip the MLflow registry look-up it costs.
+NO_UPLIFT = {"CHURN_RETENTION__UPLIFT__ENABLED": "false"}
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
 
 
@@ -72,7 +74,7 @@ def published(tmp_path_factory):
     home = tmp_path_factory.mktemp("handoff") / "home"
     frame = scored()
     warehouse(home, frame)
-    settings = load_settings(home=home, environ={})
+    settings = load_settings(home=home, environ=NO_UPLIFT)
     return settings, frame, build_retention_list(settings, AS_OF)
 
 
@@ -170,7 +172,7 @@ def test_changing_period_days_changes_the_list(tmp_path):
     for days in (90, 45):
         settings = load_settings(
             home=tmp_path / "home",
-            environ={"CHURN_RETENTION__CONTACT_POLICY__PERIOD_DAYS": str(days)},
+            environ={"CHURN_RETENTION__CONTACT_POLICY__PERIOD_DAYS": str(days), **NO_UPLIFT},
         )
         assert settings.retention.contact_policy.period_days == days
         build_retention_list(settings, AS_OF)
@@ -334,6 +336,7 @@ def test_learning_campaign_is_power_sized(tmp_path):
             "CHURN_RETENTION__CAMPAIGNS__DETECTABLE_EFFECT": "0.08",
             "CHURN_RETENTION__CONTROL_SHARE": "0.5",
             "CHURN_RETENTION__BUDGET": "1000000",
+            **NO_UPLIFT,
         },
     )
     r = build_retention_list(settings, AS_OF, learning_share="power")
@@ -466,3 +469,75 @@ def test_cli_refuses_a_traversing_list_id_in_one_line(tmp_path):
     assert out.returncode != 0
     assert "not allowed" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+# ~35 s on 2 shared cores, most of it a new MLflow store's migrations in the CLI process; the
+# dashboard tests cover stored results from a real cycle in the default run.
+@pytest.mark.slow
+def test_evaluate_reports_the_test_verdict_roi_interval_and_spend_against_budget(tmp_path):
+    """Through `churn evaluate`: results stored with test, verdict and ROI interval; one line of
+    realised spend against the budget and what it capped."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.contracts import TABLES, raw_table_ddl
+    from pipelines.targeting import build_retention_list
+
+    home = tmp_path / "home"
+    warehouse(home, scored(800))
+    settings = load_settings(home=home, environ=NO_UPLIFT)
+    report = build_retention_list(settings, AS_OF)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    for t in ("disconnects", "usage_daily"):
+        con.execute(raw_table_ddl(TABLES[t]))
+    con.execute(
+        "INSERT INTO raw.usage_daily (customer_id, usage_date) VALUES ('C00000', DATE '2025-12-31')"
+    )
+    # Every fifth listed customer churns 20 days after the list; treated customers all accepted.
+    con.execute(
+        "INSERT INTO raw.disconnects (customer_id, disconnect_date, disconnect_type)"
+        " SELECT customer_id, DATE '2025-07-20', 'voluntary' FROM retention.retention_lists"
+        " WHERE list_id = ? AND hash(customer_id) % 5 = 0",
+        [report.list_id],
+    )
+    con.execute(
+        "INSERT INTO raw.contacts (contact_id, list_id, customer_id, offer, channel, contact_date,"
+        " control_flag, response) SELECT customer_id, list_id, customer_id, offer, channel,"
+        " DATE '2025-07-01', false, 'accepted' FROM retention.retention_lists"
+        " WHERE list_id = ? AND NOT control_flag",
+        [report.list_id],
+    )
+    expected_spend = con.execute(
+        "SELECT sum(contact_cost + offer_cost) FROM retention.retention_lists"
+        " WHERE list_id = ? AND NOT control_flag",
+        [report.list_id],
+    ).fetchone()[0]
+    con.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--home", str(home), "evaluate", "--list"]
+        + [report.list_id],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **NO_UPLIFT},
+    )
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    stored = con.execute(
+        "SELECT count(*), count(verdict), count(test), count(roi_low),"
+        " max(matured::INT), max(p_value) FILTER (breakdown = 'all' AND window_days = 30),"
+        " max(ci_low) FILTER (breakdown = 'all' AND window_days = 30),"
+        " max(ci_high) FILTER (breakdown = 'all' AND window_days = 30)"
+        " FROM eval.campaign_results WHERE list_id = ?",
+        [report.list_id],
+    ).fetchone()
+    con.close()
+    assert stored[0] == stored[1] == stored[2] == stored[3] > 0
+    assert stored[4] and (stored[5] < 0.05) == (stored[6] > 0 or stored[7] < 0)
+    spend = [line for line in out.stdout.splitlines() if line.startswith("spend:")]
+    assert len(spend) == 1 and "capping expected spend" in spend[0], out.stdout
+    assert f"realised {expected_spend:,.2f} against a budget of 20,000" in spend[0]
+    assert any(
+        "all" in line and " p=" in line and "ROI" in line for line in out.stdout.splitlines()
+    )
