@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             f"{r.budget_used:,.0f}; expected saves {r.expected_saves:,.1f}; expected profit {r.expected_profit:,.0f}"
         )
         for kind, path in r.paths.items():
-            typer.echo(f"  {kind:<13} {path}")
+            typer.echo(f"  {kind:<15} {path}")
         if r.warning:
             typer.echo(f"warning: {r.warning}", err=True)
 

@@ -359,7 +359,7 @@ def hostile_list(n: int = 12) -> pl.DataFrame:
             "list_id": ["L20250630-deadbeef"] * n,
             "as_of": [AS_OF] * n,
             "customer_id": [f"=C{i}" for i in range(n)],
-            "customer_key": [f"K{i}" for i in range(n)],
+            "customer_key": [("@" if i % 2 else "") + f"K{i}" for i in range(n)],
             "segment": h,
             "value_tier": h[::-1],
             "lifecycle_stage": h,
