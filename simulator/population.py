@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from configs.contracts import OFFERS
 from configs.schema import SimulatorConfig
-from pipelines.contracts import OFFERS
 
 REGIONS = ("north", "south", "east", "west", "central", "coast", "highlands", "capital")
 SEGMENTS = ("individual", "family", "enterprise", "government")

@@ -32,7 +32,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_settings(home: Path):
     """Build Settings for a test's work directory, with optional overrides."""
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     def _make(**overrides):
         return load_settings(home=home, environ={}, overrides=overrides)

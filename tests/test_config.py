@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import config_hash, load_settings
-from pipelines.errors import ConfigError
+from pipelines.store.config import config_hash, load_settings
+from pipelines.store.errors import ConfigError
 
 
 def test_defaults_load_and_offers_are_configured():

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,8 @@ def harness():
 @pytest.fixture(scope="module")
 def local_home(tmp_path_factory, harness) -> tuple[Path, Path]:
     """Simulated, ingested, featured, trained and scored with the local executor."""
-    from pipelines.flows import features_flow, score_flow, train_flow
-    from pipelines.ingest import ingest_landing
+    from pipelines.run.flows import features_flow, score_flow, train_flow
+    from pipelines.stages.ingest import ingest_landing
     from simulator import simulate
 
     root = tmp_path_factory.mktemp("dask")
@@ -59,7 +59,7 @@ def _table(home: Path, sql: str) -> pl.DataFrame:
 
 
 def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypatch):
-    from pipelines.flows import features_flow, score_flow
+    from pipelines.run.flows import features_flow, score_flow
 
     home, config = local_home
     dask_home = tmp_path / "dask"
@@ -85,7 +85,7 @@ def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypa
 
 
 def test_dask_partitions_really_split_customers(local_home):
-    from pipelines.feature_store import build_partition, data_end
+    from pipelines.stages.features import build_partition, data_end
 
     home, config = local_home
     settings = load_settings([config], home=home, environ={})
@@ -108,9 +108,9 @@ def test_dask_training_fits_on_the_cluster_with_local_quality(local_home, tmp_pa
     """
     from sklearn.metrics import roc_auc_score
 
-    from pipelines.flows import train_flow
-    from pipelines.tracking import experiment_client
-    from pipelines.training import load_bundle, training_frames
+    from pipelines.run.flows import train_flow
+    from pipelines.stages.train import load_bundle, training_frames
+    from pipelines.store.tracking import experiment_client
 
     home, config = local_home
     dask_home = tmp_path / "dask"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import WorkdirError
-from pipelines.lock import run_lock
+from pipelines.run.lock import run_lock
+from pipelines.store.errors import WorkdirError
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipelines.lock import run_lock
+from pipelines.run.lock import run_lock
 with run_lock(Path(sys.argv[1]), "retention cycle"):
     print("locked", flush=True)
     time.sleep(60)
