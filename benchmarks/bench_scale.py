@@ -47,7 +47,7 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
         )
         seconds = time.perf_counter() - started
         from pipelines.stages.features import load_snapshots
-        from pipelines.stages.train import load_bundle
+        from pipelines.store.registry import load_bundle
 
         model, _ = load_bundle(settings, "churn", "champion")
         matrix = model.features.array(load_snapshots(settings, [as_of]))

@@ -94,7 +94,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         rows = _count(settings, "SELECT count(*) FROM scores.customer_scores")
         # Against bare Booster.predict on the same rows (no calibration, credit model, reasons).
         from pipelines.stages.features import load_snapshots
-        from pipelines.stages.train import load_bundle
+        from pipelines.store.registry import load_bundle
 
         snap = load_snapshots(settings, [as_of])
         model, _ = load_bundle(settings, "churn", "champion")

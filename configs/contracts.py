@@ -47,6 +47,12 @@ class Table:
         raise KeyError(name)
 
 
+# Registered model names in MLflow; `churn train --model churn|credit` picks by the short name.
+CHURN_MODEL = "churn"
+CREDIT_MODEL = "credit_risk"
+UPLIFT_MODEL = "churn_uplift"
+REGISTERED = {"churn": CHURN_MODEL, "credit": CREDIT_MODEL}
+
 SEGMENTS = ("individual", "family", "enterprise", "government")
 PAYMENT_TYPES = ("prepaid", "postpaid")
 PRODUCTS = ("mobile", "broadband", "fixed")

@@ -13,10 +13,10 @@ from typing import Any
 
 import polars as pl
 
+from configs.contracts import CHURN_MODEL, CREDIT_MODEL
 from dashboards.data import EMPTY_HINT, DashboardDataError, NoData
 
-# The registry names pipelines.stages.train.REGISTERED uses; importing it would pull in LightGBM.
-MODELS = ("churn", "credit_risk")
+MODELS = (CHURN_MODEL, CREDIT_MODEL)
 METRICS = ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ks", "empc", "n_rows", "positive_rate")
 ARTIFACTS = {
     "importance": "feature_importance.json",

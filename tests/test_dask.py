@@ -109,7 +109,8 @@ def test_dask_training_fits_on_the_cluster_with_local_quality(local_home, tmp_pa
     from sklearn.metrics import roc_auc_score
 
     from pipelines.run.flows import train_flow
-    from pipelines.stages.train import load_bundle, training_frames
+    from pipelines.stages.train import training_frames
+    from pipelines.store.registry import load_bundle
     from pipelines.store.tracking import experiment_client
 
     home, config = local_home

@@ -306,7 +306,7 @@ def test_scoring_explains_side_by_side_parts_as_one_whole(toy_model, make_settin
     of explaining them all at once, and customers below the reason decile get none."""
     from datetime import date
 
-    from pipelines.stages import score as scoring
+    from models import scoring
 
     frame, _ = _toy(3000, 9)
     frame = frame.with_columns(
@@ -354,7 +354,7 @@ def test_reasons_worded_once_per_shown_value_read_as_worded_one_by_one(template)
 
 
 def test_risk_deciles_put_the_riskiest_tenth_in_decile_10():
-    from pipelines.stages.score import risk_deciles
+    from models.scoring import risk_deciles
 
     p = np.random.default_rng(3).permutation(np.linspace(0, 1, 1000))
     deciles = risk_deciles(p)

@@ -46,22 +46,6 @@ def state(ctx: typer.Context) -> State:
     return ctx.ensure_object(State)
 
 
-def prepare_prefect_env(settings: Settings) -> None:
-    """Point Prefect at the work directory before it is imported (local ephemeral mode)."""
-    import os
-
-    from pipelines.store.workdir import Workdir
-
-    wd = Workdir.from_settings(settings)
-    # Prefect creates its home at import without parents and warns when it cannot.
-    wd.prefect_home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_HOME", str(wd.prefect_home))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-
-
 def check_services(settings: Settings) -> None:
     """Fail fast with one line when a configured remote service is unreachable (never hang)."""
     import os

@@ -42,11 +42,11 @@ def register(app: typer.Typer) -> None:
                 table.add_row(*row.values())
             Console(width=200).print(table)
             return
-        from pipelines.stages.features import build_snapshots
+        from pipelines.run import entry
         from pipelines.store.workdir import default_as_of
 
         date = parse_date(as_of) or default_as_of(settings)
-        report = build_snapshots(settings, date, history=history)
+        report = entry.features(settings, date, history)
         typer.echo(
             f"built {len(report.as_of_dates)} snapshot(s) {report.as_of_dates[0]} .. {report.as_of_dates[-1]}: "
             f"{report.rows:,} rows, {report.features} features in {report.seconds:.1f} s (data through {report.data_end})"

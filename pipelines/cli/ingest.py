@@ -21,9 +21,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Load new landing files into DuckDB raw tables; bad rows go to quarantine."""
-        from pipelines.stages.ingest import ingest_landing
+        from pipelines.run import entry
 
-        report = ingest_landing(state(ctx).settings(), source)
+        report = entry.ingest(state(ctx).settings(), source)
         typer.echo(
             f"files: {report.files_seen} seen, {report.files_loaded} loaded, "
             f"{report.files_skipped} unchanged or duplicate, {report.files_rejected} rejected "

@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tune and train a model out of time, log it to MLflow and register it as challenger."""
         from pipelines.cli.ops import parse_date
-        from pipelines.stages.train import train_model
+        from pipelines.run import entry
 
-        r = train_model(state(ctx).settings(), model, trials=trials, as_of=parse_date(as_of))
+        r = entry.train(state(ctx).settings(), model, trials=trials, as_of=parse_date(as_of))
         typer.echo(
             f"{model}: version {r.version} registered as challenger (run {r.run_id}); validated on "
             f"{r.validation_as_of}: ROC-AUC {r.metrics['roc_auc']:.3f}, PR-AUC {r.metrics['pr_auc']:.3f}, "
@@ -43,9 +43,9 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str | None, typer.Option(help="Why the gate is overridden.")] = None,
     ) -> None:
         """Promote the challenger to champion if it beats the champion on the same data."""
-        from pipelines.stages.train import promote
+        from pipelines.run import entry
 
-        r = promote(state(ctx).settings(), model, force=force, reason=reason)
+        r = entry.promote(state(ctx).settings(), model, force=force, reason=reason)
         verb = "promoted" if r.promoted else "kept champion"
         typer.echo(f"{model}: {verb} (champion v{r.champion_version}): {r.explanation}")
 
@@ -86,11 +86,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every active customer with the champion churn and credit models."""
         from pipelines.cli.ops import parse_date
-        from pipelines.stages.score import score_customers
+        from pipelines.run import entry
         from pipelines.store.workdir import default_as_of
 
         settings = state(ctx).settings()
-        r = score_customers(settings, parse_date(as_of) or default_as_of(settings))
+        r = entry.score(settings, parse_date(as_of) or default_as_of(settings))
         typer.echo(
             f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with {r.model_versions}"
         )

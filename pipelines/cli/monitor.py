@@ -25,12 +25,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evidently drift and quality reports vs the champion's training data, and the drift gate."""
         from pipelines.cli.ops import parse_date
-        from pipelines.stages.monitor import monitor
+        from pipelines.run import entry
         from pipelines.store.workdir import default_as_of
 
         settings = state(ctx).settings()
         refs = [parse_date(r) for r in reference] if reference else None
-        r = monitor(settings, parse_date(as_of) or default_as_of(settings), refs)
+        r = entry.monitor(settings, parse_date(as_of) or default_as_of(settings), refs)
         typer.echo(
             f"{r.as_of}: {r.drifted_share:.0%} of features drifted, prediction drift {r.prediction_drift:.3f}, "
             f"realised AUC {'n/a' if r.realised_auc is None else f'{r.realised_auc:.3f}'} → {r.decision.upper()}"

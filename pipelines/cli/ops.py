@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import prepare_prefect_env, state
+from pipelines.cli.common import state
+from pipelines.store.workdir import prepare_prefect_env
 
 
 def parse_date(value: str | None):

@@ -25,16 +25,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the retention target list with offers, channels and a control group."""
         from pipelines.cli.ops import parse_date
-        from pipelines.stages.target import build_retention_list
+        from pipelines.run import entry
         from pipelines.store.errors import InputError
         from pipelines.store.workdir import default_as_of
 
         if reveal is not None and not reveal.strip():
             raise InputError("--reveal needs a reason")
         settings = state(ctx).settings()
-        r = build_retention_list(
-            settings, parse_date(as_of) or default_as_of(settings), budget, reveal
-        )
+        r = entry.target(settings, parse_date(as_of) or default_as_of(settings), budget, reveal)
         typer.echo(
             f"list {r.list_id}: {r.treated:,} to contact + {r.control:,} control; budget used "
             f"{r.budget_used:,.0f}; expected saves {r.expected_saves:,.1f}; expected profit {r.expected_profit:,.0f}"
@@ -48,9 +46,9 @@ def register(app: typer.Typer) -> None:
         list_id: Annotated[str, typer.Option("--list", help="List id to evaluate.")],
     ) -> None:
         """Treated vs control churn at 30 and 100 days, with interval, χ² p-value, saves and ROI."""
-        from pipelines.stages.evaluate import evaluate_list
+        from pipelines.run import entry
 
-        r = evaluate_list(state(ctx).settings(), list_id)
+        r = entry.evaluate(state(ctx).settings(), list_id)
         for row in r.rows:
             if row["breakdown"] != "all" and not row["matured"]:
                 continue
@@ -72,9 +70,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the uplift model on evaluated campaigns and report its held-out Qini."""
         from pipelines.cli.ops import parse_date
-        from pipelines.stages.uplift import train_uplift
+        from pipelines.run import entry
 
-        r = train_uplift(state(ctx).settings(), parse_date(as_of))
+        r = entry.uplift(state(ctx).settings(), parse_date(as_of))
         if not r.trained:
             typer.echo(f"uplift not trained: {r.explanation}")
             raise typer.Exit(1)

@@ -17,13 +17,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from configs.schema import Settings
-from pipelines.run.lock import run_lock
+from pipelines.run import entry
 from pipelines.store.config import config_hash, load_settings
+from pipelines.store.registry import has_champions
 from pipelines.store.workdir import Workdir, connect, default_as_of
 
 log = logging.getLogger(__name__)
-
-STAGES = ("ingest", "features", "train", "score", "target", "monitor", "evaluate")
 
 
 def resolve_settings(home: str | None = None, config: list[str] | None = None) -> Settings:
@@ -115,73 +114,50 @@ def ledger(settings: Settings, as_of: date) -> dict[str, dict[str, Any]]:
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ingest_task(settings: Settings, source: str | None = None) -> Any:
-    from pipelines.stages.ingest import ingest_landing
-
-    return ingest_landing(settings, Path(source) if source else None)
+    return entry.ingest(settings, source)
 
 
 @task(cache_policy=NO_CACHE)
 def features_task(settings: Settings, as_of: date, history: int) -> Any:
-    from pipelines.stages.features import build_snapshots
-
-    return build_snapshots(settings, as_of, history=history)
+    return entry.features(settings, as_of, history)
 
 
 @task(cache_policy=NO_CACHE)
 def train_task(settings: Settings, model: str, trials: int | None, as_of: date | None) -> Any:
-    from pipelines.stages.train import train_model
-
-    return train_model(settings, model, trials=trials, as_of=as_of)
+    return entry.train(settings, model, trials, as_of)
 
 
 @task(cache_policy=NO_CACHE)
 def promote_task(settings: Settings, model: str) -> Any:
-    from pipelines.stages.train import promote
-
-    return promote(settings, model)
+    return entry.promote(settings, model)
 
 
 @task(cache_policy=NO_CACHE)
 def score_task(settings: Settings, as_of: date) -> Any:
-    from pipelines.stages.score import score_customers
-
-    return score_customers(settings, as_of)
+    return entry.score(settings, as_of)
 
 
 @task(cache_policy=NO_CACHE)
 def target_task(settings: Settings, as_of: date, budget: float | None) -> Any:
-    from pipelines.stages.target import build_retention_list
-
-    return build_retention_list(settings, as_of, budget=budget)
+    return entry.target(settings, as_of, budget)
 
 
 @task(cache_policy=NO_CACHE)
 def monitor_task(settings: Settings, as_of: date) -> Any:
-    from pipelines.stages.monitor import monitor
-
-    return monitor(settings, as_of)
+    return entry.monitor(settings, as_of)
 
 
 @task(cache_policy=NO_CACHE)
 def uplift_task(settings: Settings, as_of: date | None) -> Any:
-    from pipelines.stages.uplift import train_uplift
-
-    return train_uplift(settings, as_of)
+    return entry.uplift(settings, as_of)
 
 
 @task(cache_policy=NO_CACHE)
 def evaluate_task(settings: Settings, list_id: str) -> Any:
-    from pipelines.stages.evaluate import evaluate_list
-
-    return evaluate_list(settings, list_id)
+    return entry.evaluate(settings, list_id)
 
 
 # --- stage flows ----------------------------------------------------------------------------
-
-
-def _locked(settings: Settings, purpose: str):
-    wd = Workdir.from_settings(settings).ensure()
-    return run_lock(wd.lock_path, purpose, settings.orchestration.lock_timeout_seconds)
 
 
 @flow(name="ingest")
@@ -190,7 +166,7 @@ def ingest_flow(
 ):
     """Load new landing files into DuckDB raw tables."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "ingest"):
+    with entry.locked(settings, "ingest"):
         return as_record(ingest_task(settings, source))
 
 
@@ -203,13 +179,9 @@ def features_flow(
 ):
     """Build point-in-time customer snapshots for as_of and the months before it."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "features"):
+    with entry.locked(settings, "features"):
         as_of = as_of or default_as_of(settings)
         k = history or settings.orchestration.history_months
-        if settings.executor.kind == "dask":
-            from pipelines.run.cluster import build_features_on_dask
-
-            return as_record(build_features_on_dask(settings, as_of, k))
         return as_record(features_task(settings, as_of, k))
 
 
@@ -225,7 +197,7 @@ def train_flow(
     """Train challengers (Optuna + MLflow) and apply the promotion gate."""
     settings = resolve_settings(home, config)
     out: dict[str, Any] = {}
-    with _locked(settings, "train"):
+    with entry.locked(settings, "train"):
         for model in models or ["churn", "credit"]:
             trained = train_task(settings, model, trials, as_of)
             out[model] = {"train": as_record(trained)}
@@ -238,12 +210,8 @@ def train_flow(
 def score_flow(home: str | None = None, config: list[str] | None = None, as_of: date | None = None):
     """Score every active customer with the champion churn and credit models."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "score"):
+    with entry.locked(settings, "score"):
         as_of = as_of or default_as_of(settings)
-        if settings.executor.kind == "dask":
-            from pipelines.run.cluster import score_on_dask
-
-            return as_record(score_on_dask(settings, as_of))
         return as_record(score_task(settings, as_of))
 
 
@@ -256,7 +224,7 @@ def target_flow(
 ):
     """Build and publish the retention target list with its control group."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "target"):
+    with entry.locked(settings, "target"):
         return as_record(target_task(settings, as_of or default_as_of(settings), budget))
 
 
@@ -269,7 +237,7 @@ def monitor_flow(
 ):
     """Drift and realised-performance reports; a 'retrain' decision triggers training."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "monitor"):
+    with entry.locked(settings, "monitor"):
         as_of = as_of or default_as_of(settings)
         report = monitor_task(settings, as_of)
         record = as_record(report)
@@ -305,7 +273,7 @@ def evaluate_flow(
 ):
     """Evaluate played-out campaigns against their control groups."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "evaluate"):
+    with entry.locked(settings, "evaluate"):
         ids = [list_id] if list_id else lists_to_evaluate(settings)
         results = {}
         for i in ids:
@@ -320,7 +288,7 @@ def uplift_flow(
 ):
     """Train the uplift model on played-out, matured campaigns (skipped until enough exist)."""
     settings = resolve_settings(home, config)
-    with _locked(settings, "uplift"):
+    with entry.locked(settings, "uplift"):
         return as_record(uplift_task(settings, as_of))
 
 
@@ -343,8 +311,7 @@ def retention_cycle(
     logger = get_run_logger()
     settings = resolve_settings(home, config)
     home_s = str(settings.home)
-    wd = Workdir.from_settings(settings).ensure()
-    with run_lock(wd.lock_path, "retention cycle", settings.orchestration.lock_timeout_seconds):
+    with entry.locked(settings, "retention cycle"):
         ingest_flow(home=home_s, config=config)
         as_of = as_of or default_as_of(settings)
         done = ledger(settings, as_of)
@@ -368,7 +335,7 @@ def retention_cycle(
             "features", features_flow, home=home_s, config=config, as_of=as_of, history=history
         )
 
-        if settings.orchestration.retrain == "every_cycle" or not _has_champions(settings):
+        if settings.orchestration.retrain == "every_cycle" or not has_champions(settings):
             run_stage("train", train_flow, home=home_s, config=config, as_of=as_of, trials=trials)
         run_stage("score", score_flow, home=home_s, config=config, as_of=as_of)
         if settings.retention.uplift.enabled:
@@ -393,21 +360,6 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
     finally:
         con.close()
     return bool(row and row[0])
-
-
-def _has_champions(settings: Settings) -> bool:
-    import mlflow
-
-    wd = Workdir.from_settings(settings)
-    if wd.no_mlflow_store(settings):
-        return False  # a client would create the store here, outside experiment_client
-    client = mlflow.MlflowClient(tracking_uri=wd.tracking_uri(settings))
-    for name in ("churn", "credit_risk"):
-        try:
-            client.get_model_version_by_alias(name, "champion")
-        except Exception:
-            return False
-    return True
 
 
 def cycle_markdown(summary: dict[str, Any]) -> str:

@@ -13,12 +13,13 @@ import numpy as np
 import polars as pl
 from scipy.stats import wasserstein_distance
 
+from configs.contracts import CHURN_MODEL
 from configs.schema import Settings
 from models import metrics
 from models.drift_gate import DriftMetrics, decide
 from pipelines.stages.features import load_snapshots
-from pipelines.stages.train import load_bundle
 from pipelines.store.errors import InputError
+from pipelines.store.registry import load_bundle
 from pipelines.store.tracking import experiment_client
 from pipelines.store.workdir import Workdir, atomic_path, connect
 
@@ -109,7 +110,7 @@ def monitor(
     """Compare the champion's reference snapshot with the one at as_of; decide ok / warn / retrain."""
     started = time.perf_counter()
     wd = Workdir.from_settings(settings).ensure()
-    model, version = load_bundle(settings, "churn", "champion")
+    model, version = load_bundle(settings, CHURN_MODEL, "champion")
     client, experiment_id = experiment_client(settings)
     mv = client.get_model_version_by_alias("churn", "champion")
     run = client.get_run(mv.run_id)

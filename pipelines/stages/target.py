@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -14,11 +13,20 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from configs.contracts import CHURN_MODEL, CREDIT_MODEL, UPLIFT_MODEL
 from configs.schema import Settings
 from pipelines.stages.uplift import with_uplift
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
-from pipelines.store.workdir import Workdir, atomic_path, atomic_write_text, audit, connect
+from pipelines.store.workdir import (
+    OWNER_ONLY,
+    Workdir,
+    atomic_path,
+    atomic_write_text,
+    audit,
+    connect,
+    mask_salt,
+)
 from retention.evaluation import realisation
 from retention.masking import mask_ids
 from retention.policy import decide, learning_list
@@ -41,7 +49,6 @@ CREATE TABLE IF NOT EXISTS retention.collections_flags (list_id VARCHAR, custome
 -- Lists written before uplift ranking existed lack the column.
 ALTER TABLE retention.retention_lists ADD COLUMN IF NOT EXISTS save_probability DOUBLE;
 """
-OWNER_ONLY = 0o600
 
 
 @dataclass
@@ -56,17 +63,6 @@ class ListReport:
     expected_profit: float
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def mask_salt(settings: Settings) -> str:
-    """The configured salt, or one created once per work directory (owner-only file)."""
-    if settings.security.mask_salt:
-        return settings.security.mask_salt
-    wd = Workdir.from_settings(settings).ensure()
-    path = wd.home / ".mask_salt"
-    if not path.exists():
-        atomic_write_text(path, secrets.token_hex(16), mode=OWNER_ONLY)
-    return path.read_text().strip()
 
 
 def load_candidates(con, as_of: date) -> pl.DataFrame:
@@ -228,9 +224,9 @@ def build_retention_list(
             "excluded": result.excluded,
             "collections_flagged": result.collections.height,
             "model_versions": {
-                "churn": candidates["churn_model_version"][0],
-                "credit_risk": candidates["credit_model_version"][0],
-                "churn_uplift": uplift_version,
+                CHURN_MODEL: candidates["churn_model_version"][0],
+                CREDIT_MODEL: candidates["credit_model_version"][0],
+                UPLIFT_MODEL: uplift_version,
             },
             "ranking": "randomised offers (learning campaign)"
             if learning_share is not None

@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import polars as pl
 
+from configs.contracts import REGISTERED
 from configs.schema import Settings
 from features.split import out_of_time_split
 from models import lgbm, metrics
@@ -25,12 +26,11 @@ from models.attribution import agreement
 from models.promotion import decide
 from pipelines.stages.features import feature_columns, load_snapshots
 from pipelines.store.errors import ConfigError, InputError
+from pipelines.store.registry import load_bundle
 from pipelines.store.tracking import experiment_client, git_commit
 from pipelines.store.workdir import Workdir, audit, connect
 
 log = logging.getLogger(__name__)
-
-REGISTERED = {"churn": "churn", "credit": "credit_risk"}
 
 
 @dataclass
@@ -315,21 +315,6 @@ def train_model(
         train_as_of=train_dates,
         seconds=round(time.perf_counter() - started, 2),
     )
-
-
-def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.TrainedModel, str]:
-    """The trained model behind a registry alias, and its version."""
-    client, _ = experiment_client(settings)
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        raise InputError(
-            f"no {alias} version of model {name!r}: run `churn train --model ...` first"
-        ) from None
-    # The package-requirements check costs seconds on every load; the registered models are
-    # trained and scored from the same locked environment (`churn doctor` checks the registry).
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}@{alias}", suppress_warnings=True)
-    return loaded.unwrap_python_model().trained, str(mv.version)
 
 
 def promote(

@@ -13,8 +13,8 @@ import polars as pl
 
 from configs.schema import Settings
 from models import lgbm
-from pipelines.run.cluster import dask_client
-from pipelines.stages.score import _partitions as customer_partitions
+from models.scoring import customer_partitions
+from pipelines.store.cluster import dask_client
 
 log = logging.getLogger(__name__)
 

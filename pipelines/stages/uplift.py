@@ -13,16 +13,16 @@ from pathlib import Path
 import mlflow
 import polars as pl
 
+from configs.contracts import UPLIFT_MODEL
 from configs.schema import Settings
 from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
 from pipelines.stages.features import feature_columns, load_snapshots
 from pipelines.store.tracking import experiment_client, git_commit
-from pipelines.store.workdir import Workdir, connect
+from pipelines.store.workdir import Workdir, connect, mask_salt
 from retention.masking import mask_ids
 
 log = logging.getLogger(__name__)
 
-UPLIFT_MODEL = "churn_uplift"
 # Columns campaign_rows adds to the snapshot: bookkeeping, never model features.
 EXTRA_COLUMNS = {"offer", "treated", "listed", "gone", "churned", "held_out"}
 
@@ -130,7 +130,6 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
 
 def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     """Fit the two-model uplift estimator; log, register, and make champion if Qini clears the bar."""
-    from pipelines.stages.target import mask_salt  # targeting imports this module
 
     started = time.perf_counter()
     cfg = settings.retention.uplift

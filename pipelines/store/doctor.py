@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from configs.contracts import TABLES
+from configs.contracts import CHURN_MODEL, CREDIT_MODEL, TABLES
 from configs.schema import Settings
 from pipelines.store.workdir import Workdir, connect
 
@@ -136,7 +136,7 @@ def check_lists(
             "SELECT DISTINCT churn_model_version, credit_model_version FROM scores.customer_scores"
         ).fetchall()
         for churn_v, credit_v in rows:
-            for name, version in (("churn", churn_v), ("credit_risk", credit_v)):
+            for name, version in ((CHURN_MODEL, churn_v), (CREDIT_MODEL, credit_v)):
                 if version is not None and (name, str(version)) not in existing:
                     out.append(
                         Finding(

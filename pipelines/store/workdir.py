@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -160,3 +161,29 @@ def default_as_of(settings: Settings) -> date:
     if not row or row[0] is None:
         raise InputError("loaded usage data does not yet cover a whole month")
     return row[0]
+
+
+def prepare_prefect_env(settings: Settings) -> None:
+    """Point Prefect at the work directory before it is imported (local ephemeral mode)."""
+    wd = Workdir.from_settings(settings)
+    # Prefect creates its home at import without parents and warns when it cannot.
+    wd.prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(wd.prefect_home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+OWNER_ONLY = 0o600
+
+
+def mask_salt(settings: Settings) -> str:
+    """The configured salt, or one created once per work directory (owner-only file)."""
+    if settings.security.mask_salt:
+        return settings.security.mask_salt
+    wd = Workdir.from_settings(settings).ensure()
+    path = wd.home / ".mask_salt"
+    if not path.exists():
+        atomic_write_text(path, secrets.token_hex(16), mode=OWNER_ONLY)
+    return path.read_text().strip()

@@ -1,4 +1,4 @@
-"""Scale-out: per-partition work as Prefect tasks on Dask (`executor: dask`).
+"""The Dask cluster stages run on (`executor: dask`): task runner, client, partition tasks.
 
 Feature building and scoring split customers by a hash of their id; each partition is a Prefect
 task that Prefect's DaskTaskRunner sends to a Dask cluster (a LocalCluster, or the scheduler at
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import Any
 
-from prefect import flow, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from configs.schema import Settings
@@ -63,25 +62,3 @@ def submit_parts(fn, arglist: list[tuple]) -> list[Any]:
     """Run fn over each argument tuple as Prefect tasks on the flow's task runner; keep order."""
     futures = [partition_task.submit(fn, i, args) for i, args in enumerate(arglist)]
     return [f.result() for f in futures]
-
-
-@flow(name="features-on-dask", validate_parameters=False)
-def _features_dask(settings: Settings, as_of: date, history: int):
-    from pipelines.stages.features import build_snapshots_partitioned
-
-    return build_snapshots_partitioned(settings, as_of, history, submit_parts)
-
-
-@flow(name="score-on-dask", validate_parameters=False)
-def _score_dask(settings: Settings, as_of: date):
-    from pipelines.stages.score import score_customers
-
-    return score_customers(settings, as_of, submit_parts)
-
-
-def build_features_on_dask(settings: Settings, as_of: date, history: int):
-    return _features_dask.with_options(task_runner=task_runner(settings))(settings, as_of, history)
-
-
-def score_on_dask(settings: Settings, as_of: date):
-    return _score_dask.with_options(task_runner=task_runner(settings))(settings, as_of)
