@@ -45,7 +45,7 @@ UNLIMITED = 1e12
 
 
 def month_end(d: date) -> date:
-    from simulator.population import month_end as end
+    from features.split import month_end as end
 
     return end(d)
 

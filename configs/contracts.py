@@ -54,6 +54,8 @@ UPLIFT_MODEL = "churn_uplift"
 REGISTERED = {"churn": CHURN_MODEL, "credit": CREDIT_MODEL}
 
 SEGMENTS = ("individual", "family", "enterprise", "government")
+VALUE_TIERS = ("diamond", "gold", "silver", "basic")
+CREDIT_GRADES = ("A", "B", "C", "D", "E")
 PAYMENT_TYPES = ("prepaid", "postpaid")
 PRODUCTS = ("mobile", "broadband", "fixed")
 ENTERPRISE_GRADES = tuple(f"{n}{c}" for c in "AB" for n in range(1, 6))
@@ -72,14 +74,6 @@ TOPUP_CHANNELS = ("retail", "online", "app", "voucher", "bank")
 PAYMENT_CHANNELS = ("direct_debit", "card", "bank_transfer", "retail", "app")
 DISCONNECT_TYPES = ("voluntary", "involuntary")
 CONTACT_RESPONSES = ("accepted", "declined", "no_answer")
-OFFERS = (
-    "service_recovery_call",
-    "plan_rightsizing",
-    "handset_upgrade",
-    "loyalty_bonus",
-    "discount",
-    "account_manager_visit",
-)
 CHANNELS = ("account_manager", "outbound_call", "sms", "app", "email")
 
 C = Column
@@ -283,7 +277,8 @@ TABLES: dict[str, Table] = {
                 C("contact_id", "VARCHAR"),
                 C("list_id", "VARCHAR"),
                 C("customer_id", "VARCHAR"),
-                C("offer", "VARCHAR", allowed=OFFERS),
+                # Offers are configured (retention.offers), so no fixed list here.
+                C("offer", "VARCHAR"),
                 C("channel", "VARCHAR", allowed=CHANNELS),
                 C("contact_date", "DATE"),
                 C("control_flag", "BOOLEAN"),
