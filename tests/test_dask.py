@@ -59,7 +59,7 @@ def _table(home: Path, sql: str) -> pl.DataFrame:
 
 
 def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypatch):
-    from pipelines.run.flows import features_flow, score_flow
+    from pipelines.run.flows import features_flow
 
     home, config = local_home
     dask_home = tmp_path / "dask"
@@ -74,7 +74,16 @@ def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypa
 
     report = features_flow(home=str(dask_home), config=[str(config)])
     assert report["rows"] > 0
-    score_flow(home=str(dask_home), config=[str(config)])
+    # `churn score` takes the same way in as the flow: the configured executor scores.
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    as_of = _table(home, "SELECT max(as_of) AS d FROM scores.customer_scores")["d"][0]
+    args = ["--home", str(dask_home), "--config", str(config), "score", "--as-of", str(as_of)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "on dask" in out.output
 
     snap = "SELECT * FROM feat.customer_snapshot ORDER BY as_of, customer_id"
     assert_frame_equal(_table(dask_home, snap), _table(home, snap))

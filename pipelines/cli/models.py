@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
         settings = state(ctx).settings()
         r = entry.score(settings, parse_date(as_of) or default_as_of(settings))
         typer.echo(
-            f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with {r.model_versions}"
+            f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with "
+            f"{r.model_versions} on {r.executor}"
         )
 
     @app.command("snapshot")

@@ -132,4 +132,6 @@ def _score_on_dask(settings: Settings, as_of: date):
     def score_on_dask(settings: Settings, as_of: date):
         return score_customers(settings, as_of, cluster.submit_parts)
 
-    return score_on_dask.with_options(task_runner=cluster.task_runner(settings))(settings, as_of)
+    report = score_on_dask.with_options(task_runner=cluster.task_runner(settings))(settings, as_of)
+    report.executor = "dask"
+    return report

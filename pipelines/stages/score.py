@@ -37,6 +37,7 @@ class ScoreReport:
     rows: int
     seconds: float
     model_versions: dict[str, str] = field(default_factory=dict)
+    executor: str = "local"
 
 
 def score_customers(settings: Settings, as_of: date, run_parts=None) -> ScoreReport:
