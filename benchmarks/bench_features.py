@@ -34,7 +34,8 @@ def _settings(home: Path, customers: int, months: int):
 
 
 def _connect(settings, read_only: bool = False):
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     return connect(Workdir.from_settings(settings), read_only=read_only)
 

@@ -209,7 +209,8 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
     from pipelines.stages.ingest import ingest_landing
     from pipelines.stages.train import train_model
     from pipelines.store.config import load_settings
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
     from simulator import simulate
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -113,7 +113,8 @@ def run_campaign_history(
 def latest_month_end(settings) -> date:
     """The last complete month in the loaded usage (the simulator writes whole months)."""
     from pipelines.stages.features import data_end
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -127,7 +128,8 @@ def latest_month_end(settings) -> date:
 
 def candidates_at(settings, as_of: date) -> pl.DataFrame:
     from pipelines.stages.target import load_candidates
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -264,7 +266,8 @@ def strategies(
     """
     from pipelines.stages.target import offer_realisation
     from pipelines.stages.uplift import with_uplift
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
     from retention.policy import decide
 
     cfg = settings.retention.model_copy(update={"control_share": 0.0})

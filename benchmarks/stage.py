@@ -27,7 +27,8 @@ def _settings(home: Path, customers: int, months: int, trials: int):
 
 
 def _count(settings, sql: str) -> int:
-    from pipelines.store.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -54,7 +55,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         rows = _count(settings, "SELECT count(*) FROM raw.usage_daily")
     elif stage == "features":
         from pipelines.stages.features import build_snapshots
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         t0 = time.perf_counter()
@@ -71,7 +72,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "train":
         from pipelines.stages.train import promote, train_model
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         for model in ("churn", "credit"):
@@ -80,7 +81,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "score":
         from pipelines.stages.score import score_customers
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         # Python start-up cost is fixed, not per customer: a flow's task pays it once per
@@ -107,7 +108,7 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         excluded += time.perf_counter() - scored
     elif stage == "target":
         from pipelines.stages.target import build_retention_list
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         report = build_retention_list(settings, default_as_of(settings))
         rows = _count(settings, "SELECT count(*) FROM scores.customer_scores")

@@ -98,7 +98,8 @@ def test_resume_after_failure_gives_the_same_list(
     world, completed_cycle, prefect_harness, tmp_path, monkeypatch
 ):
     import pipelines.stages.target as targeting
-    from pipelines.run.flows import ledger, retention_cycle
+    from pipelines.run.flows import retention_cycle
+    from pipelines.run.ledger import ledger
 
     home, config = _fresh_home(world, tmp_path)
     real = targeting.build_retention_list
@@ -299,7 +300,7 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
         pytest.fail(f"the cycle ended (code {proc.returncode}) before it could be killed")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    from pipelines.run.flows import ledger
+    from pipelines.run.ledger import ledger
 
     settings = load_settings([Path(config[0])], home=home, environ={})
     done = ledger(settings, _as_of(home))

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             Console(width=200).print(table)
             return
         from pipelines.run import entry
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         date = parse_date(as_of) or default_as_of(settings)
         report = entry.features(settings, date, history)

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         """Score every active customer with the champion churn and credit models."""
         from pipelines.cli.ops import parse_date
         from pipelines.run import entry
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         settings = state(ctx).settings()
         r = entry.score(settings, parse_date(as_of) or default_as_of(settings))

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         """Evidently drift and quality reports vs the champion's training data, and the drift gate."""
         from pipelines.cli.ops import parse_date
         from pipelines.run import entry
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         settings = state(ctx).settings()
         refs = [parse_date(r) for r in reference] if reference else None

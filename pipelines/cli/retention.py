@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from pipelines.cli.ops import parse_date
         from pipelines.run import entry
         from pipelines.store.errors import InputError
-        from pipelines.store.workdir import default_as_of
+        from pipelines.store.warehouse import default_as_of
 
         if reveal is not None and not reveal.strip():
             raise InputError("--reveal needs a reason")

@@ -6,9 +6,8 @@ flow can be deployed and scheduled; settings are resolved inside the flow.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,95 +17,17 @@ from prefect.cache_policies import NO_CACHE
 
 from configs.schema import Settings
 from pipelines.run import entry
+from pipelines.run.ledger import as_record, ledger, mark_stage
 from pipelines.store.config import config_hash, load_settings
 from pipelines.store.registry import has_champions
-from pipelines.store.workdir import Workdir, connect, default_as_of
+from pipelines.store.warehouse import connect, default_as_of
+from pipelines.store.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
 
 def resolve_settings(home: str | None = None, config: list[str] | None = None) -> Settings:
     return load_settings([Path(c) for c in config or []], home=home)
-
-
-def as_record(obj: Any) -> Any:
-    """A JSON-friendly view of a stage report (dataclasses, dates, paths)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: as_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): as_record(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [as_record(v) for v in obj]
-    if isinstance(obj, date | datetime | Path):
-        return str(obj)
-    if isinstance(obj, float | int | str | bool) or obj is None:
-        return obj
-    return str(obj)
-
-
-# --- the cycle ledger: which stages finished for an as-of date and config ------------------
-
-LEDGER_DDL = """
-CREATE SCHEMA IF NOT EXISTS meta;
-CREATE TABLE IF NOT EXISTS meta.cycle_ledger (
-    as_of DATE, config_hash VARCHAR, stage VARCHAR, completed_at TIMESTAMP, detail VARCHAR
-)
-"""
-
-
-def stage_done(settings: Settings, as_of: date, stage: str) -> bool:
-    wd = Workdir.from_settings(settings)
-    if not wd.db_path.exists():
-        return False
-    con = connect(wd)
-    try:
-        con.execute(LEDGER_DDL)
-        row = con.execute(
-            "SELECT count(*) FROM meta.cycle_ledger WHERE as_of = ? AND config_hash = ? AND stage = ?",
-            [as_of, config_hash(settings), stage],
-        ).fetchone()
-        return bool(row and row[0])
-    finally:
-        con.close()
-
-
-def mark_stage(settings: Settings, as_of: date, stage: str, detail: Any) -> None:
-    import json
-
-    con = connect(Workdir.from_settings(settings))
-    try:
-        con.execute(LEDGER_DDL)
-        con.execute("BEGIN")
-        con.execute(
-            "DELETE FROM meta.cycle_ledger WHERE as_of = ? AND config_hash = ? AND stage = ?",
-            [as_of, config_hash(settings), stage],
-        )
-        con.execute(
-            "INSERT INTO meta.cycle_ledger VALUES (?, ?, ?, now()::TIMESTAMP, ?)",
-            [as_of, config_hash(settings), stage, json.dumps(as_record(detail), default=str)],
-        )
-        con.execute("COMMIT")
-    finally:
-        con.close()
-
-
-def ledger(settings: Settings, as_of: date) -> dict[str, dict[str, Any]]:
-    """Completed stages for an as-of date under the current config, with their details."""
-    import json
-
-    wd = Workdir.from_settings(settings)
-    if not wd.db_path.exists():
-        return {}
-    con = connect(wd)
-    try:
-        con.execute(LEDGER_DDL)
-        rows = con.execute(
-            "SELECT stage, detail FROM meta.cycle_ledger WHERE as_of = ? AND config_hash = ?",
-            [as_of, config_hash(settings)],
-        ).fetchall()
-    finally:
-        con.close()
-    return {stage: json.loads(detail) for stage, detail in rows}
 
 
 # --- tasks: retries only where I/O can fail transiently --------------------------------------

@@ -10,21 +10,13 @@ import polars as pl
 
 from configs.schema import Settings
 from pipelines.store.errors import InputError
-from pipelines.store.workdir import Workdir, connect
+from pipelines.store.warehouse import RESULTS_DDL, connect
+from pipelines.store.workdir import Workdir
 from retention.evaluation import compare, roi
 
 log = logging.getLogger(__name__)
 
 WINDOWS = (30, 100)
-RESULTS_DDL = """
-CREATE SCHEMA IF NOT EXISTS eval;
-CREATE TABLE IF NOT EXISTS eval.campaign_results (
-    list_id VARCHAR, window_days INTEGER, breakdown VARCHAR, grp VARCHAR, matured BOOLEAN,
-    treated INTEGER, control INTEGER, treated_churn_rate DOUBLE, control_churn_rate DOUBLE,
-    difference DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, incremental_saves DOUBLE,
-    cost DOUBLE, roi DOUBLE, evaluated_at TIMESTAMP
-)
-"""
 
 
 @dataclass

@@ -21,16 +21,10 @@ from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels
 from features.split import monthly_as_of_dates
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
-from pipelines.store.workdir import Workdir, atomic_path, atomic_write_text, connect
+from pipelines.store.warehouse import BUILD_LOG_DDL, connect
+from pipelines.store.workdir import Workdir, atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-BUILD_LOG_DDL = """
-CREATE SCHEMA IF NOT EXISTS feat;
-CREATE TABLE IF NOT EXISTS feat.build_log (
-    as_of DATE, config_hash VARCHAR, built_at TIMESTAMP, rows BIGINT, stale BOOLEAN
-)
-"""
 
 
 @dataclass

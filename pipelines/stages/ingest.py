@@ -20,26 +20,13 @@ import duckdb
 from configs.contracts import LINEAGE_COLUMNS, TABLES, Table, raw_table_ddl
 from configs.schema import Settings
 from pipelines.store.errors import InputError
-from pipelines.store.workdir import Workdir, connect
+from pipelines.store.warehouse import META_DDL, connect
+from pipelines.store.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".parquet", ".csv"}
 _DATE_IN_NAME = re.compile(r"_(\d{4}-\d{2}(?:-\d{2})?)$")
-
-META_DDL = """
-CREATE SCHEMA IF NOT EXISTS raw;
-CREATE SCHEMA IF NOT EXISTS meta;
-CREATE TABLE IF NOT EXISTS meta.load_manifest (
-    path VARCHAR PRIMARY KEY, table_name VARCHAR, checksum VARCHAR, file_date DATE,
-    rows_loaded BIGINT, rows_quarantined BIGINT, rows_superseded BIGINT,
-    status VARCHAR, reason VARCHAR, loaded_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS meta.quarantine (
-    table_name VARCHAR, source_file VARCHAR, row_number BIGINT, reason VARCHAR,
-    raw_row VARCHAR, quarantined_at TIMESTAMP
-);
-"""
 
 
 @dataclass

@@ -21,21 +21,10 @@ from pipelines.stages.features import load_snapshots
 from pipelines.store.errors import InputError
 from pipelines.store.registry import load_bundle
 from pipelines.store.tracking import experiment_client
-from pipelines.store.workdir import Workdir, atomic_path, connect
+from pipelines.store.warehouse import MONITOR_DDL, connect
+from pipelines.store.workdir import Workdir, atomic_path
 
 log = logging.getLogger(__name__)
-
-MONITOR_DDL = """
-CREATE SCHEMA IF NOT EXISTS monitor;
-CREATE TABLE IF NOT EXISTS monitor.drift_runs (
-    run_at TIMESTAMP, as_of DATE, reference VARCHAR, drifted_share DOUBLE, n_drifted INTEGER,
-    prediction_drift DOUBLE, realised_auc DOUBLE, realised_lift DOUBLE, reference_auc DOUBLE,
-    decision VARCHAR, reasons VARCHAR, report_path VARCHAR
-);
-CREATE TABLE IF NOT EXISTS monitor.feature_drift (
-    run_at TIMESTAMP, as_of DATE, feature VARCHAR, method VARCHAR, drift_score DOUBLE, drifted BOOLEAN
-);
-"""
 
 
 @dataclass

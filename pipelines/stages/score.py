@@ -14,21 +14,10 @@ from configs.contracts import CHURN_MODEL, CREDIT_MODEL
 from configs.schema import Settings
 from models.scoring import score_frame
 from pipelines.stages.features import build_snapshots, load_snapshots, needs_build
-from pipelines.store.workdir import Workdir, connect
+from pipelines.store.warehouse import SCORES_DDL, connect
+from pipelines.store.workdir import Workdir
 
 log = logging.getLogger(__name__)
-
-SCORES_DDL = """
-CREATE SCHEMA IF NOT EXISTS scores;
-CREATE TABLE IF NOT EXISTS scores.customer_scores (
-    customer_id VARCHAR, as_of DATE, churn_probability DOUBLE, risk_decile INTEGER,
-    credit_pd DOUBLE, credit_grade VARCHAR, credit_limit DOUBLE,
-    churn_model_version VARCHAR, credit_model_version VARCHAR,
-    reason_1 VARCHAR, reason_2 VARCHAR, reason_3 VARCHAR,
-    reason_group_1 VARCHAR, reason_group_2 VARCHAR, reason_group_3 VARCHAR,
-    scored_at TIMESTAMP
-)
-"""
 
 
 @dataclass

@@ -18,13 +18,13 @@ from configs.schema import Settings
 from pipelines.stages.uplift import with_uplift
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
+from pipelines.store.warehouse import LIST_DDL, connect
 from pipelines.store.workdir import (
     OWNER_ONLY,
     Workdir,
     atomic_path,
     atomic_write_text,
     audit,
-    connect,
     mask_salt,
 )
 from retention.evaluation import realisation
@@ -32,23 +32,6 @@ from retention.masking import mask_ids
 from retention.policy import decide, learning_list
 
 log = logging.getLogger(__name__)
-
-LIST_DDL = """
-CREATE SCHEMA IF NOT EXISTS retention;
-CREATE TABLE IF NOT EXISTS retention.retention_lists (
-    list_id VARCHAR, as_of DATE, customer_key VARCHAR, customer_id VARCHAR, segment VARCHAR,
-    value_tier VARCHAR, lifecycle_stage VARCHAR, churn_probability DOUBLE, risk_decile INTEGER,
-    credit_grade VARCHAR, value DOUBLE, offer VARCHAR, channel VARCHAR, accept_probability DOUBLE,
-    save_probability DOUBLE, expected_value DOUBLE, offer_cost DOUBLE, contact_cost DOUBLE, reasons VARCHAR,
-    control_flag BOOLEAN, contact_by DATE
-);
-CREATE TABLE IF NOT EXISTS retention.list_manifest (
-    list_id VARCHAR, as_of DATE, created_at TIMESTAMP, manifest_json VARCHAR
-);
-CREATE TABLE IF NOT EXISTS retention.collections_flags (list_id VARCHAR, customer_id VARCHAR, reason VARCHAR);
--- Lists written before uplift ranking existed lack the column.
-ALTER TABLE retention.retention_lists ADD COLUMN IF NOT EXISTS save_probability DOUBLE;
-"""
 
 
 @dataclass

@@ -28,7 +28,8 @@ from pipelines.stages.features import feature_columns, load_snapshots
 from pipelines.store.errors import ConfigError, InputError
 from pipelines.store.registry import load_bundle
 from pipelines.store.tracking import experiment_client, git_commit
-from pipelines.store.workdir import Workdir, audit, connect
+from pipelines.store.warehouse import connect
+from pipelines.store.workdir import Workdir, audit
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from configs.schema import Settings
 from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
 from pipelines.stages.features import feature_columns, load_snapshots
 from pipelines.store.tracking import experiment_client, git_commit
-from pipelines.store.workdir import Workdir, connect, mask_salt
+from pipelines.store.warehouse import connect
+from pipelines.store.workdir import Workdir, mask_salt
 from retention.masking import mask_ids
 
 log = logging.getLogger(__name__)

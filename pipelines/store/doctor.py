@@ -10,7 +10,8 @@ import duckdb
 
 from configs.contracts import CHURN_MODEL, CREDIT_MODEL, TABLES
 from configs.schema import Settings
-from pipelines.store.workdir import Workdir, connect
+from pipelines.store.warehouse import connect
+from pipelines.store.workdir import Workdir
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,10 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
-import duckdb
-
 from configs.schema import Settings
-from pipelines.store.errors import InputError, WorkdirError
+from pipelines.store.errors import WorkdirError
 
 
 @dataclass(frozen=True)
@@ -98,19 +95,6 @@ class Workdir:
         return (self.mlflow / "artifacts").as_uri()
 
 
-def connect(workdir: Workdir, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; read-only connections never block the pipeline's writer for long."""
-    if read_only and not workdir.db_path.exists():
-        raise WorkdirError(f"no warehouse at {workdir.db_path}: run `churn demo` or `churn ingest`")
-    try:
-        con = duckdb.connect(str(workdir.db_path), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise WorkdirError(f"cannot open warehouse {workdir.db_path}: {exc}") from exc
-    if workdir.memory_limit_mb:
-        con.execute(f"SET memory_limit = '{int(workdir.memory_limit_mb)}MB'")
-    return con
-
-
 @contextlib.contextmanager
 def atomic_path(target: Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temp path beside `target`; rename over it only if the block succeeds."""
@@ -141,26 +125,6 @@ def audit(workdir: Workdir, line: str) -> None:
     fd = os.open(workdir.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(f"{datetime.now().isoformat(timespec='seconds')} {line}\n")
-
-
-def default_as_of(settings: Settings) -> date:
-    """The latest month end covered by loaded usage data: the natural as-of for a monthly cycle."""
-    # Here, not in pipelines.run.flows: `churn score` and `churn target` need it without Prefect.
-    wd = Workdir.from_settings(settings)
-    if not wd.db_path.exists():
-        raise InputError("no data loaded yet: run `churn simulate` and `churn ingest` first")
-    con = connect(wd, read_only=True)
-    try:
-        row = con.execute(
-            "SELECT max(usage_date) FROM raw.usage_daily WHERE usage_date = last_day(usage_date)"
-        ).fetchone()
-    except Exception as exc:  # no raw.usage_daily yet
-        raise InputError("no usage data loaded yet: run `churn ingest` first") from exc
-    finally:
-        con.close()
-    if not row or row[0] is None:
-        raise InputError("loaded usage data does not yet cover a whole month")
-    return row[0]
 
 
 def prepare_prefect_env(settings: Settings) -> None:
