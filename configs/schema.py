@@ -229,6 +229,12 @@ class RetentionConfig(Section):
         ge=1.0,
         description="Acceptance multiplier when an offer addresses the customer's reasons.",
     )
+    max_accept_probability: float = Field(
+        0.95, gt=0.0, le=1.0, description="Cap on a boosted acceptance probability."
+    )
+    evaluation_windows_days: list[int] = Field(
+        [30, 100], min_length=1, description="Churn windows after contact that evaluation reports."
+    )
     weak_grades: list[CreditGrade] = ["D", "E"]
     collections_max_tier: ValueTier = "silver"
     # The catalogue lives in default.yaml only: no second list of offers or channels here.

@@ -199,7 +199,8 @@ def evaluate_flow(
         results = {}
         for i in ids:
             report = evaluate_task(settings, i)
-            results[i] = {f"{w}d": as_record(report.overall(w)) for w in (30, 100)}
+            windows = settings.retention.evaluation_windows_days
+            results[i] = {f"{w}d": as_record(report.overall(w)) for w in windows}
         return {"lists": results}
 
 

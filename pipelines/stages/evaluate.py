@@ -16,8 +16,6 @@ from retention.evaluation import compare, roi
 
 log = logging.getLogger(__name__)
 
-WINDOWS = (30, 100)
-
 
 @dataclass
 class EvaluationReport:
@@ -51,7 +49,7 @@ def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
             raise InputError(f"no retention list {list_id!r}")
         report = EvaluationReport(list_id)
         as_of, data_end = frame["as_of"][0], frame["data_end"][0]
-        for window in WINDOWS:
+        for window in settings.retention.evaluation_windows_days:
             matured = data_end is not None and data_end >= as_of + timedelta(days=window)
             f = frame.with_columns(
                 (
@@ -115,7 +113,7 @@ def _log_mlflow(settings: Settings, report: EvaluationReport) -> None:
     _, experiment_id = experiment_client(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate-{report.list_id}"):
         mlflow.set_tags({"stage": "evaluate", "list_id": report.list_id})
-        for window in WINDOWS:
+        for window in settings.retention.evaluation_windows_days:
             row = report.overall(window)
             if row and row["matured"]:
                 mlflow.log_metrics(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from pipelines.store.workdir import (
     mask_salt,
 )
 from retention.evaluation import realisation
+from retention.identity import list_identity
 from retention.masking import mask_ids
 from retention.policy import decide, learning_list
 
@@ -123,28 +123,6 @@ def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
     }
 
 
-def list_identity(
-    settings: Settings,
-    as_of: date,
-    candidates: pl.DataFrame,
-    budget: float,
-    uplift_version: str | None = None,
-    realised: dict[str, float] | None = None,
-) -> tuple[str, int]:
-    """Same as-of, config, models and budget → same list id and seed (reproducible, no duplicates)."""
-    versions = sorted(
-        set(candidates["churn_model_version"].cast(pl.Utf8))
-        | set(candidates["credit_model_version"].cast(pl.Utf8))
-    )
-    if uplift_version is not None:
-        versions.append(f"uplift{uplift_version}")
-    if realised:
-        versions.append(json.dumps(realised, sort_keys=True))
-    key = f"{as_of}|{config_hash(settings)}|{','.join(versions)}|{budget}"
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"L{as_of.strftime('%Y%m%d')}-{digest[:8]}", int(digest[8:16], 16)
-
-
 def build_retention_list(
     settings: Settings,
     as_of: date,
@@ -174,7 +152,9 @@ def build_retention_list(
     try:
         if learning_share is not None:
             uplift_version, realised = None, {}
-        list_id, seed = list_identity(settings, as_of, candidates, budget, uplift_version, realised)
+        list_id, seed = list_identity(
+            as_of, config_hash(settings), candidates, budget, uplift_version, realised
+        )
         if learning_share is not None:
             list_id = f"{list_id}-learn"
             result = learning_list(
