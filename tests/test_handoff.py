@@ -18,8 +18,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pipelines.config import load_settings
-from pipelines.errors import InputError
+from pipelines.store.config import load_settings
+from pipelines.store.errors import InputError
 from retention.evaluation import TOO_FEW_CONTROLS, compare, difference_test, roi
 from retention.export_safety import neutralise, safe_name
 from retention.outcomes import campaign_outcomes, realised_spend
@@ -35,7 +35,7 @@ HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A
 
 def warehouse(home: Path, frame: pl.DataFrame, contacts: pl.DataFrame | None = None) -> None:
     """Stored scores and snapshot for `frame` at AS_OF, as `churn score` leaves them."""
-    from pipelines.contracts import TABLES, raw_table_ddl
+    from configs.contracts import TABLES, raw_table_ddl
 
     home.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(home / "warehouse.duckdb"))
@@ -69,7 +69,7 @@ def scored(n: int = 600) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    from pipelines.targeting import build_retention_list
+    from pipelines.stages.target import build_retention_list
 
     home = tmp_path_factory.mktemp("handoff") / "home"
     frame = scored()
@@ -89,7 +89,7 @@ def test_contact_files_hold_no_control_customer_and_control_goes_to_its_own_file
         params=[report.list_id],
     ).pl()
     con.close()
-    from pipelines.targeting import mask_salt
+    from pipelines.store.workdir import mask_salt
     from retention.masking import mask_ids
 
     keys = stored.with_columns(mask_ids(stored["customer_id"], mask_salt(settings)))
@@ -150,7 +150,7 @@ def test_dashboard_download_holds_only_customers_to_contact():
 def test_changing_period_days_changes_the_list(tmp_path):
     """Two contacts 50 and 60 days ago: inside a 90-day period they hit the cap of 2, outside a
     45-day one they do not."""
-    from pipelines.targeting import build_retention_list
+    from pipelines.stages.target import build_retention_list
 
     frame = scored(400)
     hot = frame.sort("churn_probability", descending=True)["customer_id"].head(80).to_list()
@@ -191,7 +191,7 @@ def test_changing_period_days_changes_the_list(tmp_path):
 
 
 def test_configured_landing_folder_is_the_one_ingested(tmp_path):
-    from pipelines.ingest import ingest_landing
+    from pipelines.stages.ingest import ingest_landing
 
     elsewhere = tmp_path / "operator_drop"
     settings = load_settings(
@@ -209,8 +209,8 @@ def test_every_config_key_is_read_somewhere():
 
     assert "mask_keys" not in RetentionConfig.model_fields
     assert "mask_keys" not in Path("configs/default.yaml").read_text()
-    assert "contact_policy.period_days" in Path("pipelines/targeting.py").read_text()
-    assert "settings.ingest.source" in Path("pipelines/ingest.py").read_text()
+    assert "contact_policy.period_days" in Path("pipelines/stages/target.py").read_text()
+    assert "settings.ingest.source" in Path("pipelines/stages/ingest.py").read_text()
 
 
 def test_worst_case_budget_caps_full_offer_costs():
@@ -325,7 +325,7 @@ def test_power_calculation_against_hand_worked_values():
 
 
 def test_learning_campaign_is_power_sized(tmp_path):
-    from pipelines.targeting import build_retention_list
+    from pipelines.stages.target import build_retention_list
 
     frame = scored(3000)
     warehouse(tmp_path / "home", frame)
@@ -386,7 +386,7 @@ def formula_like(value) -> bool:
 
 
 def test_exports_neutralise_formulas_in_every_text_column_and_keep_numbers(tmp_path):
-    from pipelines.targeting import export_list
+    from pipelines.stages.target import export_list
 
     settings = load_settings(home=tmp_path / "home", environ={})
     rl = hostile_list()
@@ -440,8 +440,8 @@ def test_neutralise_touches_text_only():
     "bad", ["../x", "..", ".", "/etc/passwd", "a/b", "a\\b", "a\x00b", "", "C:\\x", "L1/../../x"]
 )
 def test_list_ids_and_file_names_cannot_leave_their_folder(bad, tmp_path):
-    from pipelines.evaluation import evaluate_list
-    from pipelines.targeting import export_list
+    from pipelines.stages.evaluate import evaluate_list
+    from pipelines.stages.target import export_list
 
     with pytest.raises(ValueError, match="not allowed"):
         safe_name(bad, "list id")
@@ -481,8 +481,8 @@ def test_evaluate_reports_the_test_verdict_roi_interval_and_spend_against_budget
     import subprocess
     import sys
 
-    from pipelines.contracts import TABLES, raw_table_ddl
-    from pipelines.targeting import build_retention_list
+    from configs.contracts import TABLES, raw_table_ddl
+    from pipelines.stages.target import build_retention_list
 
     home = tmp_path / "home"
     warehouse(home, scored(800))
