@@ -67,8 +67,9 @@ def part_setup(settings) -> dict:
 
 
 def part_build(settings, as_of: date) -> dict:
+    from features.columns import feature_columns
     from features.snapshot import feature_specs
-    from pipelines.stages.features import build_frame, data_end, feature_columns
+    from pipelines.stages.features import build_frame, data_end
 
     con = _connect(settings)
     try:

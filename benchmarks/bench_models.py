@@ -149,9 +149,9 @@ def quality(settings, trials: int) -> list[dict]:
 
 
 def speed(settings, train_rows: int, score_rows: int) -> dict:
+    from features.columns import feature_columns
     from models import lgbm
     from models.scoring import score_frame
-    from pipelines.stages.features import feature_columns
 
     train = synthetic(train_rows, 1)
     valid = synthetic(max(train_rows // 4, 1000), 2)

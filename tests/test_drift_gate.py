@@ -43,7 +43,8 @@ def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
     import numpy as np
     import polars as pl
 
-    from pipelines.stages.monitor import _evidently, _feature_drift
+    from models.drift import feature_drift as _feature_drift
+    from pipelines.stages.monitor import _evidently
 
     rng = np.random.default_rng(0)
     ref = pl.DataFrame({f"f{i}": rng.normal(0, 1, 600) for i in range(6)}).with_columns(

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from configs.contracts import TABLES
 from configs.schema import FeaturesConfig, SimulatorConfig
+from features.columns import feature_columns
 from features.snapshot import META_COLUMNS, feature_specs, lifecycle_case, tier_case
 from features.split import latest_matured, monthly_as_of_dates, out_of_time_split
-from pipelines.stages.features import build_snapshots, feature_columns, load_snapshots, needs_build
+from pipelines.stages.features import build_snapshots, load_snapshots, needs_build
 from pipelines.stages.ingest import ingest_landing
 from pipelines.store.config import load_settings
 from simulator import simulate

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
             from rich.console import Console
             from rich.table import Table
 
-            from pipelines.stages.features import dictionary_rows
+            from features.describe import dictionary_rows
 
             table = Table(title="feature dictionary")
             for col in ("name", "description", "window_days", "dtype", "sources", "reason_group"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shutil
 import tempfile
@@ -17,7 +15,9 @@ import duckdb
 import polars as pl
 
 from configs.schema import Settings
-from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
+from features.columns import feature_columns
+from features.describe import dictionary_csv
+from features.snapshot import PLANS_NOW_SQL, labels_sql, snapshot_sql
 from features.split import monthly_as_of_dates
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
@@ -275,16 +275,6 @@ def build_snapshots_partitioned(
     return report
 
 
-def label_columns(columns: list[str]) -> list[str]:
-    return [c for c in columns if c.startswith(("churn_", "default_")) and c.endswith("d")]
-
-
-def feature_columns(columns: list[str]) -> list[str]:
-    """Model inputs: everything but the key, the as-of date and the labels."""
-    skip = {"customer_id", "as_of", *label_columns(columns)}
-    return [c for c in columns if c not in skip]
-
-
 def needs_build(settings: Settings, as_of: date, con=None) -> bool:
     own = con is None
     wd = Workdir.from_settings(settings)
@@ -328,38 +318,3 @@ def load_snapshots(
     finally:
         if own:
             con.close()
-
-
-def dictionary_rows(settings: Settings) -> list[dict[str, str]]:
-    rows = [
-        {
-            "name": name,
-            "description": "identity / segmentation column",
-            "window_days": "",
-            "dtype": "",
-            "sources": "customers",
-            "reason_group": "",
-        }
-        for name in META_COLUMNS
-    ]
-    for s in feature_specs(settings.features):
-        rows.append(
-            {
-                "name": s.name,
-                "description": s.description,
-                "window_days": "" if s.window_days is None else str(s.window_days),
-                "dtype": s.dtype,
-                "sources": ", ".join(s.sources),
-                "reason_group": s.reason_group or "",
-            }
-        )
-    return rows
-
-
-def dictionary_csv(settings: Settings) -> str:
-    buf = io.StringIO()
-    rows = dictionary_rows(settings)
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()

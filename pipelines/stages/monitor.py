@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import time
@@ -16,6 +15,7 @@ from scipy.stats import wasserstein_distance
 from configs.contracts import CHURN_MODEL
 from configs.schema import Settings
 from models import metrics
+from models.drift import excluded, feature_drift, reference_dates
 from models.drift_gate import DriftMetrics, decide
 from pipelines.stages.features import load_snapshots
 from pipelines.store.errors import InputError
@@ -58,41 +58,6 @@ def _evidently(reference: pl.DataFrame, current: pl.DataFrame, folder, as_of: da
     return drift.dict(), paths
 
 
-def _feature_drift(result: dict) -> tuple[float, list[dict]]:
-    share, rows = 0.0, []
-    for m in result["metrics"]:
-        cfg = m.get("config", {})
-        kind = cfg.get("type", "")
-        if kind.endswith("DriftedColumnsCount"):
-            share = float(m["value"]["share"])
-        elif kind.endswith("ValueDrift"):
-            method, threshold, value = (
-                cfg.get("method", ""),
-                cfg.get("threshold"),
-                float(m["value"]),
-            )
-            drifted = value < threshold if "p_value" in method else value >= threshold
-            rows.append(
-                {
-                    "feature": cfg["column"],
-                    "method": method,
-                    "drift_score": value,
-                    "drifted": drifted,
-                }
-            )
-    return share, rows
-
-
-def reference_dates(params: dict[str, str], kind: str) -> list[date]:
-    """The champion's reference snapshots from its run parameters."""
-    key = "validation_as_of" if kind == "validation" else "train_as_of"
-    return [date.fromisoformat(d) for d in params.get(key, "").split(",") if d]
-
-
-def excluded(feature: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(feature, p) for p in patterns)
-
-
 def monitor(
     settings: Settings, as_of: date, reference_as_of: list[date] | None = None
 ) -> MonitorReport:
@@ -125,7 +90,7 @@ def monitor(
         and not excluded(c, settings.monitoring.exclude_features)
     ]
     result, paths = _evidently(ref.select(usable), cur.select(usable), wd.reports, as_of)
-    share, per_feature = _feature_drift(result)
+    share, per_feature = feature_drift(result)
     # The validation reference is out-of-sample for the champion, like the current month;
     # in-sample training predictions are sharper and would read as drift on their own.
     p_ref, p_cur = model.predict(ref), model.predict(cur)

@@ -20,11 +20,12 @@ import polars as pl
 
 from configs.contracts import REGISTERED
 from configs.schema import Settings
+from features.columns import feature_columns
 from features.split import out_of_time_split
 from models import lgbm, metrics
 from models.attribution import agreement
 from models.promotion import decide
-from pipelines.stages.features import feature_columns, load_snapshots
+from pipelines.stages.features import load_snapshots
 from pipelines.store.errors import ConfigError, InputError
 from pipelines.store.registry import load_bundle
 from pipelines.store.tracking import experiment_client, git_commit

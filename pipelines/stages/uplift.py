@@ -15,8 +15,9 @@ import polars as pl
 
 from configs.contracts import UPLIFT_MODEL
 from configs.schema import Settings
+from features.columns import feature_columns
 from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
-from pipelines.stages.features import feature_columns, load_snapshots
+from pipelines.stages.features import load_snapshots
 from pipelines.store.tracking import experiment_client, git_commit
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, mask_salt
