@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 
 pytestmark = pytest.mark.slow  # a 13-month world, two models, four lists: minutes on 2 cores
 
@@ -33,10 +33,10 @@ def true_expected_churners(home: Path, as_of: date, scored: pl.DataFrame) -> flo
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory):
-    from pipelines.feature_store import build_snapshots
-    from pipelines.ingest import ingest_landing
-    from pipelines.scoring import score_customers
-    from pipelines.training import promote, train_model
+    from pipelines.stages.features import build_snapshots
+    from pipelines.stages.ingest import ingest_landing
+    from pipelines.stages.score import score_customers
+    from pipelines.stages.train import promote, train_model
     from simulator import simulate
 
     home = tmp_path_factory.mktemp("shift") / "home"
@@ -61,7 +61,7 @@ def shifted(tmp_path_factory):
 
 
 def _list(home: Path, as_of: date, action: str):
-    from pipelines.targeting import build_retention_list
+    from pipelines.stages.target import build_retention_list
 
     over = {**OVERRIDES, "monitoring": {"calibration": {"action": action}}}
     report = build_retention_list(load_settings(home=home, environ={}, overrides=over), as_of)
