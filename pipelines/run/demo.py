@@ -102,8 +102,9 @@ def run_demo(
         result = retention_cycle(home=home, config=files)
         summary.cycles.append(result)
         target = result.get("target") or {}
+        state = "HELD, would contact" if target.get("held") else "with"
         say(
-            f"  as-of {result.get('as_of')}: list {target.get('list_id')} with "
+            f"  as-of {result.get('as_of')}: list {target.get('list_id')} {state} "
             f"{target.get('treated')} treated + {target.get('control')} control, "
             f"drift {(result.get('monitor') or {}).get('decision')}"
         )
