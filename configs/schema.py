@@ -195,6 +195,11 @@ class UpliftConfig(Section):
     min_qini: float = Field(
         0.0, description="Held-out Qini coefficient a model needs to become champion."
     )
+    learner: Literal[
+        "auto", "relative", "two_model", "solo", "class_transformation", "x_learner", "dr_learner"
+    ] = Field(
+        "auto", description="Uplift learner; auto = best inner-CV Qini on training customers."
+    )
 
 
 class RealisationConfig(Section):

@@ -115,11 +115,30 @@ def register(app: typer.Typer) -> None:
         task: Annotated[str, typer.Option(help="churn or credit")] = "churn",
         trials: Annotated[int, typer.Option(help="Optuna trials (1 = defaults).")] = 1,
         metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
+        treatment: Annotated[
+            str | None,
+            typer.Option(help="Campaign arm column: learn uplift instead of the target itself."),
+        ] = None,
+        treated: Annotated[str | None, typer.Option(help="Treatment value of the arm.")] = None,
+        control: Annotated[str | None, typer.Option(help="Control value of the arm.")] = None,
+        learner: Annotated[
+            str, typer.Option(help="Uplift learner: auto (inner CV) or one by name.")
+        ] = "auto",
+        seeds: Annotated[int, typer.Option(help="Uplift: stratified 70/30 splits.")] = 5,
+        goal: Annotated[
+            str, typer.Option(help="Uplift: the treatment should increase or decrease the target.")
+        ] = "increase",
     ) -> None:
-        """Train and evaluate the churn/credit model on a customer-level table you already have."""
+        """Train and evaluate the churn/credit model (or uplift, with --treatment) on your table."""
         from pipelines.errors import InputError
         from pipelines.snapshot_mode import run_snapshot
 
+        if treatment is not None:
+            _uplift_snapshot(
+                ctx, data, target, positive, treatment, treated, control, id_col,
+                drop or [], learner, seeds, goal, metrics_out,
+            )  # fmt: skip
+            return
         if task not in ("churn", "credit"):
             raise InputError("--task must be churn or credit")
         r = run_snapshot(
@@ -137,3 +156,26 @@ def register(app: typer.Typer) -> None:
         for k, v in r.metrics.items():
             typer.echo(f"{k:<16} {v:.4f}")
         typer.echo(f"MLflow run {r.run_id} ({r.seconds:.1f} s)")
+
+
+def _uplift_snapshot(
+    ctx, data, target, positive, treatment, treated, control, id_col, drop, learner, seeds, goal,
+    metrics_out,
+) -> None:  # fmt: skip
+    """`churn snapshot --treatment`: uplift learners on a campaign table, mean ± sd over splits."""
+    from pipelines.errors import InputError
+    from pipelines.snapshot_uplift import run_uplift_snapshot
+
+    if treated is None or control is None:
+        raise InputError("--treatment needs --treated VALUE and --control VALUE")
+    r = run_uplift_snapshot(
+        state(ctx).settings(), data, target, positive, treatment, treated, control, id_col,
+        drop, learner, seeds, goal, metrics_out,
+    )  # fmt: skip
+    m = r.metrics
+    for k in ("qini", "uplift_at_30", "random_qini", "random_uplift_at_30"):
+        typer.echo(f"{k:<22} {m[k]:.4f} ± {m[k + '_sd']:.4f}")
+    typer.echo(f"{'ate':<22} {m['ate']:.4f}")
+    typer.echo(f"learner {m['learner']} (by seed: {', '.join(m['learner_by_seed'])})")
+    typer.echo(r.verdict)
+    typer.echo(f"charts: {', '.join(map(str, r.charts))} ({r.seconds:.0f} s)")

@@ -14,7 +14,17 @@ import mlflow
 import polars as pl
 
 from configs.schema import Settings
-from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
+from models.uplift import (
+    OFFER_COLUMN,
+    PerOfferUplift,
+    UpliftModel,
+    fit_risk,
+    fit_uplift,
+    qini_coefficient,
+    uplift_gate,
+)
+from models.uplift_eval import choose_campaign_learner
+from models.uplift_holdout import mark_held_out, split_held_out
 from pipelines.feature_store import feature_columns, load_snapshots
 from pipelines.tracking import experiment_client, git_commit
 from pipelines.workdir import Workdir, connect
@@ -35,7 +45,9 @@ class UpliftResult:
     champion: bool = False
     qini: float | None = None
     qini_by_risk: float | None = None
-    qini_two_model: float | None = None
+    qini_two_model: float | None = None  # no longer measured: see learner and inner_qini
+    learner: str | None = None
+    inner_qini: dict[str, float] = field(default_factory=dict)
     lists: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -44,7 +56,7 @@ class UpliftResult:
 class UpliftBundle(mlflow.pyfunc.PythonModel):
     """MLflow wrapper: `uplift_<offer>` columns for snapshot-shaped rows."""
 
-    def __init__(self, model: UpliftModel) -> None:
+    def __init__(self, model: UpliftModel | PerOfferUplift) -> None:
         self.model = model
 
     def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
@@ -121,15 +133,15 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
         .unique()
     )
     frame = frame.join(recent, on=["customer_id", "as_of"], how="anti")
-    # Held-out campaign customers by a hash of the id: stable across runs and lists.
-    held = (frame["customer_id"].hash(seed=settings.seed) % 10_000) < int(
-        cfg.holdout_share * 10_000
-    )
-    return frame.with_columns((held & pl.col("listed")).alias("held_out"))
+    return mark_held_out(frame, cfg.holdout_share, settings.seed)
 
 
 def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
-    """Fit the two-model uplift estimator; log, register, and make champion if Qini clears the bar."""
+    """Fit the uplift learner; log, register, and make champion if held-out Qini clears the gate.
+
+    The learner is `retention.uplift.learner`, or with `auto` the one with the best Qini over an
+    inner CV of the training customers; the hold-out never chooses, it only gates.
+    """
     from pipelines.targeting import mask_salt  # targeting imports this module
 
     started = time.perf_counter()
@@ -144,10 +156,14 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         log.info("uplift not trained: %s", why)
         return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
     columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
-    train = frame.filter(~pl.col("held_out"))
-    hold = frame.filter(pl.col("held_out"))
+    train, hold = split_held_out(frame)
     treated = train.filter(pl.col("treated"))
     control = train.filter(~pl.col("treated"))
+
+    inner: dict[str, float] = {}
+    learner = cfg.learner
+    if learner == "auto":
+        learner, inner = choose_campaign_learner(train, columns, seed=settings.seed)
 
     def fit(learner: str):
         return fit_uplift(
@@ -161,21 +177,23 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         )
 
     try:
-        model = fit("relative")
+        model = fit(learner)
+        # Ranking by risk is what uplift must beat: churn without contact, learned from controls.
+        risk = (
+            model.control
+            if isinstance(model, UpliftModel)
+            else fit_risk(
+                control, control["churned"].to_numpy().astype(float), columns, settings.seed
+            )
+        )
     except ValueError as exc:
         return UpliftResult(False, f"uplift not trained: {exc}")
     y, t = hold["churned"].to_numpy(), hold["treated"].to_numpy()
     if t.all() or not t.any():
-        qini = qini_risk = qini_two = None
+        qini = qini_risk = None
     else:
         qini = qini_coefficient(y, t, model.uplift(hold, hold[OFFER_COLUMN]))
-        qini_risk = qini_coefficient(y, t, model.control.predict(hold))
-        # The T-learner on the same rows, for comparison (it was the learner before).
-        try:
-            two = fit("two_model")
-            qini_two = qini_coefficient(y, t, two.uplift(hold, hold[OFFER_COLUMN]))
-        except ValueError:
-            qini_two = None
+        qini_risk = qini_coefficient(y, t, risk.predict(hold))
     lists = sorted(set(map(str, listed["as_of"].unique().to_list())))
     rows = {
         "treated": treated.height,
@@ -189,8 +207,12 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         mlflow.set_tags({"model": UPLIFT_MODEL, "stage": "train", "git_commit": git_commit()})
         mlflow.log_params(
             {
-                "learner": "LightGBM control risk + ridge offer shift on its log-odds",
-                "offer_shift_penalty": model.treated.penalty,
+                "learner": learner,
+                **(
+                    {"offer_shift_penalty": model.treated.penalty}
+                    if isinstance(model, UpliftModel)
+                    else {}
+                ),
                 "list_dates": ",".join(lists),
                 "horizon_days": cfg.horizon_days,
                 "offers": ",".join(model.offers),
@@ -200,8 +222,9 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         )
         if qini is not None:
             mlflow.log_metrics({"qini": qini, "qini_rank_by_risk": qini_risk})
-            if qini_two is not None:
-                mlflow.log_metric("qini_two_model", qini_two)
+        finite = {f"inner_qini_{k}": v for k, v in inner.items() if v > float("-inf")}
+        if finite:
+            mlflow.log_metrics(finite)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "uplift_holdout.csv"
             # Artifacts carry masked keys only, like the lists marketing receives.
@@ -229,14 +252,18 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         champion,
         qini,
         qini_risk,
-        qini_two,
+        None,
         lists,
         rows,
         round(time.perf_counter() - started, 2),
+        learner,
+        inner,
     )
 
 
-def load_uplift(settings: Settings, alias: str = "champion") -> tuple[UpliftModel, str] | None:
+def load_uplift(
+    settings: Settings, alias: str = "champion"
+) -> tuple[UpliftModel | PerOfferUplift, str] | None:
     """The uplift model behind an alias and its version, or None when there is none yet."""
     client, _ = experiment_client(settings)
     try:
