@@ -280,3 +280,22 @@ def choose_campaign_learner(
             qs.append(qini_coefficient(valid["churned"].to_numpy(), t, score))
         scores[learner] = float(np.mean(qs)) if qs else float("-inf")
     return max(scores, key=scores.get), scores
+
+
+def outcome_like(frame: pl.DataFrame, y: np.ndarray, min_rows: int = 20) -> list[str]:
+    """Columns that look measured after the outcome: off their usual value, the outcome is fixed.
+
+    E.g. a campaign table's `spend` or `conversion` beside `visit`: every customer who spent
+    visited. Such a column cannot be known when customers are chosen for contact, so ranking by
+    it is leakage; the caller warns (it does not drop columns behind the user's back).
+    """
+    found = []
+    for c in frame.columns:
+        col = frame[c]
+        mode = col.drop_nulls().mode()
+        if mode.len() != 1:
+            continue
+        off = (col != mode[0]).fill_null(False).to_numpy()
+        if off.sum() >= min_rows and off.sum() < len(y) and np.ptp(y[off]) == 0:
+            found.append(c)
+    return found

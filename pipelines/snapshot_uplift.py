@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from configs.schema import Settings
-from models.uplift_eval import Campaign, UpliftEvaluation, evaluate
+from models.uplift_eval import Campaign, UpliftEvaluation, evaluate, outcome_like
 from models.uplift_metrics import GOALS
 from pipelines.errors import InputError
 from pipelines.snapshot_mode import prepare, read_table
@@ -141,6 +141,12 @@ def run_uplift_snapshot(
         console.print(
             f"left out {left_out:,} row(s) whose {treatment} is neither {treated!r} nor {control!r}"
         )
+    suspects = outcome_like(campaign.features, campaign.y)
+    if suspects:
+        console.print(
+            f"warning: {', '.join(suspects)} look(s) like outcomes (wherever off its usual value, "
+            f"{target} is always the same): measured after contact? leave out with --drop"
+        )
     console.print(
         f"{len(campaign.y):,} rows, treated share {campaign.treated.mean():.3f}, "
         f"goal {goal}, learner {learner}, {seeds} splits"
@@ -158,6 +164,7 @@ def run_uplift_snapshot(
     said = verdict(metrics)
     metrics["verdict"] = said
     metrics["left_out_rows"] = left_out
+    metrics["suspect_outcome_columns"] = suspects
     stem = (
         Path(metrics_out).with_suffix("")
         if metrics_out is not None

@@ -187,6 +187,7 @@ def test_snapshot_treatment_writes_metrics_and_charts(tmp_path, hillstrom_sample
     assert m["learner"] == "two_model" and m["seeds"] == [0, 1]
     assert 0.3 < m["treated_share"] < 0.7
     assert 0.0 < m["ate"] < 0.1  # the women's e-mail raised visits by about 4.5 points
+    assert m["suspect_outcome_columns"] == []
     for chart in ("m_qini.html", "m_deciles.html"):
         assert (tmp_path / chart).stat().st_size > 1000
     assert ("includes 0" in m["verdict"]) is (not m["uplift_signal"])
@@ -230,3 +231,15 @@ def test_snapshot_treatment_refuses_bad_arms_in_one_line(
     assert isinstance(result.exception, InputError)
     assert message in str(result.exception) and "\n" not in str(result.exception)
     assert not out.exists()
+
+
+def test_outcome_columns_are_named(shared_data):
+    """Hillstrom's conversion and spend are outcomes: every converter or spender visited."""
+    from models.uplift_eval import outcome_like
+    from pipelines.snapshot_mode import read_table
+    from pipelines.snapshot_uplift import campaign_table
+
+    frame = read_table(shared_data / "hillstrom.csv")
+    data, left = campaign_table(frame, "visit", "1", "segment", "Womens E-Mail", "No E-Mail")
+    assert left == 21307  # the men's e-mail arm
+    assert sorted(outcome_like(data.features, data.y)) == ["conversion", "spend"]
