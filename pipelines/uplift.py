@@ -165,8 +165,8 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     if learner == "auto":
         learner, inner = choose_campaign_learner(train, columns, seed=settings.seed)
 
-    def fit(learner: str):
-        return fit_uplift(
+    try:
+        model = fit_uplift(
             treated,
             treated["churned"].to_numpy().astype(float),
             control,
@@ -175,9 +175,6 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             seed=settings.seed,
             learner=learner,
         )
-
-    try:
-        model = fit(learner)
         # Ranking by risk is what uplift must beat: churn without contact, learned from controls.
         risk = (
             model.control
