@@ -24,8 +24,8 @@ AIM = {"qini": 0.075, "uplift_at_30": 0.080}
 
 def hillstrom():
     from models.uplift_eval import Campaign
-    from pipelines.snapshot_mode import read_table
-    from pipelines.snapshot_uplift import campaign_table
+    from pipelines.stages.snapshot import read_table
+    from pipelines.stages.snapshot_uplift import campaign_table
 
     frame = read_table(DATA)
     data, left_out = campaign_table(

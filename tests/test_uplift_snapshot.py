@@ -14,7 +14,7 @@ from models import uplift_metrics as um
 from models.uplift import LEARNERS, qini_coefficient
 from models.uplift_eval import Campaign, evaluate, fit_scorer
 from models.uplift_holdout import mark_held_out, split_held_out
-from pipelines.errors import InputError
+from pipelines.store.errors import InputError
 
 
 def test_qini_against_a_hand_worked_table():
@@ -236,8 +236,8 @@ def test_snapshot_treatment_refuses_bad_arms_in_one_line(
 def test_outcome_columns_are_named(shared_data):
     """Hillstrom's conversion and spend are outcomes: every converter or spender visited."""
     from models.uplift_eval import outcome_like
-    from pipelines.snapshot_mode import read_table
-    from pipelines.snapshot_uplift import campaign_table
+    from pipelines.stages.snapshot import read_table
+    from pipelines.stages.snapshot_uplift import campaign_table
 
     frame = read_table(shared_data / "hillstrom.csv")
     data, left = campaign_table(frame, "visit", "1", "segment", "Womens E-Mail", "No E-Mail")
