@@ -62,6 +62,50 @@ def prepare_prefect_env(settings: Settings) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+class _UserErrorsOnce:
+    """Drops Prefect's run-log records about a ChurnError: `churn` reports it in one line itself.
+
+    Without this a wrong date or an empty work directory shows Prefect's traceback and "Finished
+    in state Failed(...)" lines before the one line; other failures keep Prefect's full log.
+    """
+
+    def filter(self, record) -> bool:
+        from pipelines.errors import ChurnError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ChurnError):
+            return False
+        text = record.getMessage()
+        return not any(f"{name}(" in text or f"{name}:" in text for name in _churn_error_names())
+
+
+def _churn_error_names() -> set[str]:
+    from pipelines.errors import ChurnError
+
+    names, todo = set(), [ChurnError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def report_user_errors_once() -> None:
+    """Install the filter on the loggers Prefect reports run failures through."""
+    import logging
+
+    for name in (
+        "prefect.flow_runs",
+        "prefect.task_runs",
+        "prefect.flow_engine",
+        "prefect.task_engine",
+        "prefect.engine",
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _UserErrorsOnce) for f in logger.filters):
+            logger.addFilter(_UserErrorsOnce())
+
+
 def check_services(settings: Settings) -> None:
     """Fail fast with one line when a configured remote service is unreachable (never hang)."""
     import os

@@ -56,7 +56,15 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from pipelines.training import list_models
+        from pipelines.workdir import Workdir
 
+        settings = state(ctx).settings()
+        # Listing must not create an empty MLflow store as a side effect.
+        rows = [] if Workdir.from_settings(settings).no_mlflow_store(settings) else None
+        rows = list_models(settings) if rows is None else rows
+        if not rows:
+            typer.echo("no registered models yet: run `churn train` (or `churn demo`)")
+            return
         t = Table(title="registered models")
         cols = (
             "model",
@@ -71,7 +79,7 @@ def register(app: typer.Typer) -> None:
         )
         for c in cols:
             t.add_column(c)
-        for row in list_models(state(ctx).settings()):
+        for row in rows:
             t.add_row(
                 *[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c] or "") for c in cols]
             )

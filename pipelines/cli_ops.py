@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli_common import prepare_prefect_env, state
+from pipelines.cli_common import prepare_prefect_env, report_user_errors_once, state
 
 
 def parse_date(value: str | None):
@@ -34,15 +34,28 @@ def register(app: typer.Typer) -> None:
         budget: Annotated[float | None, typer.Option(help="Retention budget override.")] = None,
     ) -> None:
         """Run one monthly retention cycle (resumes where a failed run stopped)."""
+        from pipelines.errors import InputError
+        from pipelines.workdir import Workdir
+
         st = state(ctx)
         settings = st.settings()
+        wd = Workdir.from_settings(settings)
+        # Decided before Prefect starts (seconds): nothing loaded and nothing to load.
+        if not wd.db_path.exists() and not any(p.is_file() for p in wd.landing.rglob("*")):
+            raise InputError(
+                f"nothing to run a cycle on: no data loaded and no landing files in {wd.landing}; "
+                "run `churn simulate` first (or `churn demo`)"
+            )
+        parsed = parse_date(as_of)
         prepare_prefect_env(settings)
         from pipelines.flows import cycle_markdown, retention_cycle
+
+        report_user_errors_once()
 
         summary = retention_cycle(
             home=str(settings.home),
             config=[str(p) for p in st.config_files],
-            as_of=parse_date(as_of),
+            as_of=parsed,
             trials=trials,
             budget=budget,
         )

@@ -181,7 +181,8 @@ def check_lists(
 def run_checks(settings: Settings) -> list[Finding]:
     wd = Workdir.from_settings(settings)
     if not wd.home.exists():
-        return [Finding("work directory", False, f"{wd.home} does not exist", "run `churn demo`")]
+        # Nothing there is nothing broken: `churn demo` or `churn simulate` creates it.
+        return [Finding("work directory", True, f"{wd.home} does not exist yet (nothing to check)")]
     findings = [
         Finding("work directory", os.access(wd.home, os.W_OK), str(wd.home), "make it writable")
     ]

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -292,7 +293,7 @@ def lists_to_evaluate(settings: Settings) -> list[str]:
             " WHERE EXISTS (SELECT 1 FROM raw.contacts c WHERE c.list_id = l.list_id)"
             " ORDER BY 1"
         ).fetchall()
-    except Exception:  # no lists or no contacts yet
+    except duckdb.CatalogException:  # no lists or no contacts yet
         return []
     finally:
         con.close()
@@ -388,7 +389,7 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
         row = con.execute(
             "SELECT count(*) FROM feat.build_log WHERE stale AND as_of <= ?", [as_of]
         ).fetchone()
-    except Exception:  # no build log yet
+    except duckdb.CatalogException:  # no build log yet
         return False
     finally:
         con.close()
@@ -398,6 +399,8 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
 def _has_champions(settings: Settings) -> bool:
     import mlflow
 
+    from pipelines.tracking import alias_missing
+
     wd = Workdir.from_settings(settings)
     if wd.no_mlflow_store(settings):
         return False  # a client would create the store here, outside experiment_client
@@ -405,7 +408,9 @@ def _has_champions(settings: Settings) -> bool:
     for name in ("churn", "credit_risk"):
         try:
             client.get_model_version_by_alias(name, "champion")
-        except Exception:
+        except mlflow.exceptions.MlflowException as exc:
+            if not alias_missing(exc):
+                raise  # a broken or locked store is not "no champion": retraining would hide it
             return False
     return True
 

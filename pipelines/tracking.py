@@ -68,3 +68,13 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+# What the registry answers for a model or alias that does not exist (file and SQL stores); any
+# other MLflow error (a locked or broken store, a server fault) is not "no such version".
+_MISSING_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def alias_missing(exc: Exception) -> bool:
+    """True when a registry lookup failed only because the model or alias does not exist."""
+    return getattr(exc, "error_code", None) in _MISSING_CODES

@@ -7,15 +7,15 @@ import json
 import logging
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import mlflow
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from configs.schema import Settings
@@ -25,7 +25,7 @@ from models.attribution import agreement
 from models.promotion import decide
 from pipelines.errors import ConfigError, InputError
 from pipelines.feature_store import feature_columns, load_snapshots
-from pipelines.tracking import experiment_client, git_commit
+from pipelines.tracking import alias_missing, experiment_client, git_commit
 from pipelines.workdir import Workdir, audit, connect
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ class PromotionResult:
     explanation: str
 
 
-# The wrapper takes polars or pandas frames, so MLflow's type-hint validation does not apply.
-warnings.filterwarnings(
-    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
-)
-
-
 class BundleModel(mlflow.pyfunc.PythonModel):
     """MLflow wrapper: calibrated probabilities from a snapshot-shaped frame."""
 
@@ -65,7 +59,14 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         self.trained = trained
         self.label = label
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+    # Typed so MLflow knows the input is a frame (pandas when served; polars when scoring calls
+    # it directly): a DataFrame hint needs no schema inference and raises no "add type hints".
+    def predict(
+        self,
+        context: Any,  # noqa: ARG002 - MLflow's signature
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,  # noqa: ARG002
+    ) -> np.ndarray:
         frame = (
             pl.from_pandas(model_input)
             if not isinstance(model_input, pl.DataFrame)
@@ -322,7 +323,9 @@ def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.Trained
     client, _ = experiment_client(settings)
     try:
         mv = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
         raise InputError(
             f"no {alias} version of model {name!r}: run `churn train --model ...` first"
         ) from None
@@ -387,7 +390,9 @@ def list_models(settings: Settings) -> list[dict]:
         try:
             versions = client.search_model_versions(f"name='{name}'")
             aliases = client.get_registered_model(name).aliases
-        except mlflow.exceptions.MlflowException:
+        except mlflow.exceptions.MlflowException as exc:
+            if not alias_missing(exc):
+                raise
             continue
         by_version: dict[str, list[str]] = {}
         for alias, v in aliases.items():

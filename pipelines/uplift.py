@@ -9,14 +9,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import mlflow
+import pandas as pd
 import polars as pl
 
 from configs.schema import Settings
 from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
 from pipelines.feature_store import feature_columns, load_snapshots
-from pipelines.tracking import experiment_client, git_commit
+from pipelines.tracking import alias_missing, experiment_client, git_commit
 from pipelines.workdir import Workdir, connect
 from retention.masking import mask_ids
 
@@ -47,7 +50,13 @@ class UpliftBundle(mlflow.pyfunc.PythonModel):
     def __init__(self, model: UpliftModel) -> None:
         self.model = model
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+    # Typed (a DataFrame needs no schema inference), so MLflow raises no "add type hints".
+    def predict(
+        self,
+        context: Any,  # noqa: ARG002 - MLflow's signature
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,  # noqa: ARG002
+    ) -> pd.DataFrame:
         frame = (
             model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         )
@@ -76,7 +85,7 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
                     ORDER BY m.as_of""",
                 params={"as_of": as_of},
             ).pl()
-        except Exception:  # no lists or no contacts yet
+        except duckdb.CatalogException:  # no lists or no contacts yet
             return pl.DataFrame()
         if lists.is_empty():
             return pl.DataFrame()
@@ -141,7 +150,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             f"{listed.height} customers on matured, played-out lists; uplift needs "
             f"{cfg.min_list_rows} (lists mature {cfg.horizon_days} days after their date)"
         )
-        log.info("uplift not trained: %s", why)
+        log.debug("uplift not trained: %s", why)  # the caller reports it (CLI line, cycle summary)
         return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
     columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
     train = frame.filter(~pl.col("held_out"))
@@ -241,7 +250,9 @@ def load_uplift(settings: Settings, alias: str = "champion") -> tuple[UpliftMode
     client, _ = experiment_client(settings)
     try:
         mv = client.get_model_version_by_alias(UPLIFT_MODEL, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
         return None
     loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@{alias}")
     return loaded.unwrap_python_model().model, str(mv.version)

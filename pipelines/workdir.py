@@ -153,7 +153,7 @@ def default_as_of(settings: Settings) -> date:
         row = con.execute(
             "SELECT max(usage_date) FROM raw.usage_daily WHERE usage_date = last_day(usage_date)"
         ).fetchone()
-    except Exception as exc:  # no raw.usage_daily yet
+    except duckdb.CatalogException as exc:  # no raw.usage_daily yet
         raise InputError("no usage data loaded yet: run `churn ingest` first") from exc
     finally:
         con.close()
