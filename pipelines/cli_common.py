@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,39 @@ def check_services(settings: Settings) -> None:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServiceError(f"{name} at {url} is unreachable: {reason}") from None
+
+
+@contextlib.contextmanager
+def progress_bar(title: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on stderr; yields `tell(step, done, total)`. A failing command leaves
+    no bar behind, so its error stays the one line the user sees."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[step]}"),
+        console=Console(stderr=True),
+        transient=True,  # the summary line replaces it
+    )
+    task = bar.add_task(title, total=None, step="")
+
+    def tell(step: str, done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, step=step)
+
+    with bar:
+        yield tell
+
+
+def summary(what: str, where: str | Path) -> None:
+    """The one line a long command ends with: what it did, and where its outputs are."""
+    typer.secho(f"done: {what} → {where}", bold=True)

@@ -46,8 +46,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.workdir import default_as_of
 
         date = parse_date(as_of) or default_as_of(settings)
+        from pipelines.cli_common import summary
+        from pipelines.workdir import Workdir
+
         report = build_snapshots(settings, date, history=history)
-        typer.echo(
+        summary(
             f"built {len(report.as_of_dates)} snapshot(s) {report.as_of_dates[0]} .. {report.as_of_dates[-1]}: "
-            f"{report.rows:,} rows, {report.features} features in {report.seconds:.1f} s (data through {report.data_end})"
+            f"{report.rows:,} rows, {report.features} features in {report.seconds:.1f} s (data through {report.data_end})",
+            f"feat.customer_snapshot and {Workdir.from_settings(settings).features}",
         )

@@ -38,6 +38,15 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"  rejected {path}: {reason}", fg=typer.colors.YELLOW)
         if report.rows_quarantined or report.rejected:
             typer.echo("see `churn status` for quarantined rows by reason")
+        from pipelines.cli_common import summary
+        from pipelines.workdir import Workdir
+
+        settings = state(ctx).settings()
+        summary(
+            f"loaded {report.files_loaded} of {report.files_seen} files "
+            f"({sum(report.rows_loaded.values()):,} rows)",
+            f"raw.* in {Workdir.from_settings(settings).db_path}",
+        )
 
     @app.command("status")
     def status_cmd(ctx: typer.Context) -> None:

@@ -23,14 +23,22 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[str | None, typer.Option(help="Use snapshots up to this date.")] = None,
     ) -> None:
         """Tune and train a model out of time, log it to MLflow and register it as challenger."""
+        from pipelines.cli_common import progress_bar, summary
         from pipelines.cli_ops import parse_date
         from pipelines.training import train_model
+        from pipelines.workdir import Workdir
 
-        r = train_model(state(ctx).settings(), model, trials=trials, as_of=parse_date(as_of))
+        settings = state(ctx).settings()
+        with progress_bar(f"train {model}") as tell:
+            r = train_model(settings, model, trials=trials, as_of=parse_date(as_of), progress=tell)
         typer.echo(
-            f"{model}: version {r.version} registered as challenger (run {r.run_id}); validated on "
-            f"{r.validation_as_of}: ROC-AUC {r.metrics['roc_auc']:.3f}, PR-AUC {r.metrics['pr_auc']:.3f}, "
-            f"lift@10% {r.metrics['top_decile_lift']:.2f}, Brier {r.metrics['brier']:.4f} ({r.seconds:.0f} s)"
+            f"validated on {r.validation_as_of}: ROC-AUC {r.metrics['roc_auc']:.3f}, "
+            f"PR-AUC {r.metrics['pr_auc']:.3f}, lift@10% {r.metrics['top_decile_lift']:.2f}, "
+            f"Brier {r.metrics['brier']:.4f}"
+        )
+        summary(
+            f"{model} v{r.version} registered as challenger (run {r.run_id}) in {r.seconds:.0f} s",
+            Workdir.from_settings(settings).tracking_uri(settings),
         )
 
     @app.command("promote")
@@ -93,14 +101,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Score every active customer with the champion churn and credit models."""
+        from pipelines.cli_common import summary
         from pipelines.cli_ops import parse_date
         from pipelines.scoring import score_customers
-        from pipelines.workdir import default_as_of
+        from pipelines.workdir import Workdir, default_as_of
 
         settings = state(ctx).settings()
         r = score_customers(settings, parse_date(as_of) or default_as_of(settings))
-        typer.echo(
-            f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with {r.model_versions}"
+        summary(
+            f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with {r.model_versions}",
+            f"scores.customer_scores in {Workdir.from_settings(settings).db_path}",
         )
 
     @app.command("snapshot")

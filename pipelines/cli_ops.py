@@ -60,6 +60,13 @@ def register(app: typer.Typer) -> None:
             budget=budget,
         )
         typer.echo(cycle_markdown(summary))
+        from pipelines.cli_common import summary as done
+
+        target = summary.get("target") or {}
+        done(
+            f"retention cycle {summary.get('as_of')}: list {target.get('list_id', '—')}",
+            wd.lists,
+        )
 
     @app.command("serve")
     def serve(

@@ -41,6 +41,13 @@ def register(app: typer.Typer) -> None:
         )
         for kind, path in r.paths.items():
             typer.echo(f"  {kind:<9} {path}")
+        from pipelines.cli_common import summary
+        from pipelines.workdir import Workdir
+
+        summary(
+            f"published list {r.list_id} ({r.treated + r.control:,} rows)",
+            Workdir.from_settings(settings).lists / str(r.list_id),
+        )
 
     @app.command("evaluate")
     def evaluate_cmd(

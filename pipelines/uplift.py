@@ -19,7 +19,7 @@ import polars as pl
 from configs.schema import Settings
 from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
 from pipelines.feature_store import feature_columns, load_snapshots
-from pipelines.tracking import alias_missing, experiment_client, git_commit
+from pipelines.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.workdir import Workdir, connect
 from retention.masking import mask_ids
 
@@ -226,7 +226,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             ).write_csv(path)
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         info = mlflow.pyfunc.log_model(name="model", python_model=UpliftBundle(model))
-        version = str(mlflow.register_model(info.model_uri, UPLIFT_MODEL).version)
+        version = str(register_version(client, UPLIFT_MODEL, info).version)
     client.set_registered_model_alias(UPLIFT_MODEL, "challenger", version)
     if champion:
         client.set_registered_model_alias(UPLIFT_MODEL, "champion", version)
