@@ -319,10 +319,7 @@ def train_model(
         # columns are declared doubles: a missing value at scoring time is then no schema error
         # (and MLflow has no reason to warn about integer columns).
         example = (
-            valid.select(columns)
-            .head(5)
-            .with_columns(cs.integer().cast(pl.Float64))
-            .to_pandas()
+            valid.select(columns).head(5).with_columns(cs.integer().cast(pl.Float64)).to_pandas()
         )
         signature = mlflow.models.infer_signature(example, trained.predict(valid.head(5)))
         info = mlflow.pyfunc.log_model(
