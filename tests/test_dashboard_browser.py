@@ -227,8 +227,8 @@ def test_login_wall_stops_strangers_and_lets_each_team_in(guarded_server, browse
         page.get_by_text("Sign out").click()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
 
-        sign_in(page, DATA_PASSWORD)
-        settle(page, "Active customers")
+        sign_in(page, DATA_PASSWORD)  # back on the page that was open (Customer)
+        page.get_by_test_id("stSidebarNav").wait_for(timeout=60_000)
         page.get_by_test_id("stSidebarNav").get_by_text("Customer").click()
         settle(page, "Top reasons")
         assert re.search(r"\bC\d{8}\b", page.locator("body").inner_text())
