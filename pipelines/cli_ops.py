@@ -145,11 +145,22 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("doctor")
-    def doctor(ctx: typer.Context) -> None:
+    def doctor(
+        ctx: typer.Context,
+        fix: Annotated[
+            bool,
+            typer.Option("--fix", help="Apply the repairs doctor knows (stores copied first)."),
+        ] = False,
+    ) -> None:
         """Check the work directory's integrity and say how to fix what is wrong."""
-        from pipelines.doctor import describe, healthy, run_checks
+        from pipelines.doctor import apply_repairs, describe, healthy, run_checks
 
-        findings = run_checks(state(ctx).settings())
+        settings = state(ctx).settings()
+        findings = run_checks(settings)
+        if fix:
+            for line in apply_repairs(findings):
+                typer.echo(line)
+            findings = run_checks(settings)
         for line in describe(findings):
             typer.echo(line)
         if not healthy(findings):
