@@ -22,8 +22,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load new landing files into DuckDB raw tables; bad rows go to quarantine."""
         from pipelines.ingest import ingest_landing
+        from pipelines.workdir import Workdir
 
-        report = ingest_landing(state(ctx).settings(), source)
+        settings = state(ctx).settings()
+        report = ingest_landing(settings, source)
+        if not report.files_seen:
+            where = source or Workdir.from_settings(settings).landing
+            typer.echo(
+                f"no landing files in {where}: nothing to load (`churn simulate` makes some)"
+            )
+            return
         typer.echo(
             f"files: {report.files_seen} seen, {report.files_loaded} loaded, "
             f"{report.files_skipped} unchanged or duplicate, {report.files_rejected} rejected "
@@ -39,9 +47,7 @@ def register(app: typer.Typer) -> None:
         if report.rows_quarantined or report.rejected:
             typer.echo("see `churn status` for quarantined rows by reason")
         from pipelines.cli_common import summary
-        from pipelines.workdir import Workdir
 
-        settings = state(ctx).settings()
         summary(
             f"loaded {report.files_loaded} of {report.files_seen} files "
             f"({sum(report.rows_loaded.values()):,} rows)",
