@@ -8,10 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-Segment = Literal["individual", "family", "enterprise", "government"]
-ValueTier = Literal["diamond", "gold", "silver", "basic"]
-CreditGrade = Literal["A", "B", "C", "D", "E"]
-Channel = Literal["account_manager", "outbound_call", "sms", "app", "email"]
+from configs.contracts import CHANNELS, CREDIT_GRADES, SEGMENTS, VALUE_TIERS
+
+# The vocabularies are defined once, in configs.contracts; the config types follow them.
+Segment = Literal[SEGMENTS]  # type: ignore[valid-type]
+ValueTier = Literal[VALUE_TIERS]  # type: ignore[valid-type]
+CreditGrade = Literal[CREDIT_GRADES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -124,9 +127,12 @@ class ModelsConfig(Section):
     horizon_days: int = 90
     trials: int = Field(20, ge=1)
     timeout_seconds: int | None = None
-    num_boost_round: int = Field(1000, ge=10)
-    early_stopping_rounds: int = Field(50, ge=5)
-    search_space: SearchSpace = SearchSpace()
+    # Compact models (every tree is paid for at scoring time); snapshot mode searches wider.
+    num_boost_round: int = Field(300, ge=10)
+    early_stopping_rounds: int = Field(30, ge=5)
+    search_space: SearchSpace = SearchSpace(
+        num_leaves=(7, 31), learning_rate=(0.08, 0.3), max_depth=(4, 6)
+    )
     calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
     empc: EmpcConfig = EmpcConfig()
     promotion: PromotionConfig = PromotionConfig()
@@ -166,7 +172,7 @@ class Offer(Section):
     name: str
     cost: float = Field(ge=0.0)
     accept_rate: float = Field(gt=0.0, le=1.0)
-    segments: list[Segment] = ["individual", "family", "enterprise", "government"]
+    segments: list[Segment] = list(SEGMENTS)
     tiers: list[ValueTier] = ["diamond", "gold", "silver", "basic"]
     credit_grades: list[CreditGrade] = ["A", "B", "C", "D", "E"]
     reasons: list[str] = []
@@ -223,10 +229,17 @@ class RetentionConfig(Section):
         ge=1.0,
         description="Acceptance multiplier when an offer addresses the customer's reasons.",
     )
+    max_accept_probability: float = Field(
+        0.95, gt=0.0, le=1.0, description="Cap on a boosted acceptance probability."
+    )
+    evaluation_windows_days: list[int] = Field(
+        [30, 100], min_length=1, description="Churn windows after contact that evaluation reports."
+    )
     weak_grades: list[CreditGrade] = ["D", "E"]
     collections_max_tier: ValueTier = "silver"
-    offers: list[Offer] = []
-    channels: dict[Channel, ChannelConfig] = {}
+    # The catalogue lives in default.yaml only: no second list of offers or channels here.
+    offers: list[Offer] = Field(min_length=1)
+    channels: dict[Channel, ChannelConfig] = Field(min_length=1)
     contact_policy: ContactPolicy = ContactPolicy()
     mask_keys: bool = True
     uplift: UpliftConfig = UpliftConfig()
@@ -346,7 +359,7 @@ class Settings(Section):
     features: FeaturesConfig = FeaturesConfig()
     models: ModelsConfig = ModelsConfig()
     scoring: ScoringConfig = ScoringConfig()
-    retention: RetentionConfig = RetentionConfig()
+    retention: RetentionConfig
     monitoring: MonitoringConfig = MonitoringConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     tracking: TrackingConfig = TrackingConfig()

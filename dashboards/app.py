@@ -142,7 +142,7 @@ def audit_line(line: str) -> None:
     """One line in the work directory's owner-only audit log, tagged with the browser session."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from pipelines.workdir import Workdir, audit
+    from pipelines.store.workdir import Workdir, audit
 
     ctx = get_script_run_ctx()
     audit(Workdir(HOME), f"dashboard {line} session={ctx.session_id[:8] if ctx else '-'}")
@@ -151,8 +151,8 @@ def audit_line(line: str) -> None:
 def sign_in() -> str:
     """The signed-in role. With passwords configured, a login wall stops every page until one
     matches; without any, only a loopback bind is served (the owner on their own machine)."""
-    from pipelines.config import load_settings
-    from pipelines.errors import ChurnError
+    from pipelines.store.config import load_settings
+    from pipelines.store.errors import ChurnError
 
     try:
         settings = load_settings([Path(f) for f in CONFIG_FILES], home=HOME)

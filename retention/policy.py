@@ -106,7 +106,7 @@ def offer_options(
         matches = groups.list.eval(pl.element().is_in(offer.reasons)).list.any()
         accept = (
             pl.when(matches)
-            .then(min(offer.accept_rate * cfg.reason_match_boost, 0.95))
+            .then(min(offer.accept_rate * cfg.reason_match_boost, cfg.max_accept_probability))
             .otherwise(offer.accept_rate)
         )
         accept_col = f"accept_{offer.name}"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import polars as pl
 
+from configs.contracts import SEGMENTS
 from configs.schema import SimulatorConfig
-from pipelines.contracts import OFFERS
 
 REGIONS = ("north", "south", "east", "west", "central", "coast", "highlands", "capital")
-SEGMENTS = ("individual", "family", "enterprise", "government")
 RESPONSE_TYPES = ("persuadable", "sure_thing", "lost_cause", "do_not_disturb")
 
 # plan_id, name, payment type, monthly fee, voice minutes, sms, data MB
@@ -138,7 +137,7 @@ def response_types(customers: pl.DataFrame, rng: np.random.Generator) -> pl.Data
     }
     dnd = rng.random(n) < 0.04 + 0.06 * (sat < -1.2)
     out = {"customer_id": customers["customer_id"]}
-    for offer in OFFERS:
+    for offer in relevance:  # the simulated operator's own catalogue
         persuadable = rng.random(n) < relevance[offer]
         kind = np.where(risk > 0.9, "lost_cause", "sure_thing")
         kind = np.where(persuadable, "persuadable", kind)
@@ -158,7 +157,3 @@ def month_starts(start: date, months: int) -> list[date]:
 
 def next_month(d: date) -> date:
     return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
-
-
-def month_end(d: date) -> date:
-    return next_month(d) - timedelta(days=1)

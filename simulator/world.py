@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from configs.schema import SimulatorConfig
+from features.split import month_end
 from simulator import population as pop
 from simulator.landing import LandingWriter
 
@@ -344,7 +345,7 @@ class World:
     def step(self, writer: LandingWriter, contacts: pl.DataFrame | None = None) -> dict[str, float]:
         cfg, rng = self.cfg, self.rng
         m_start = self.next_month
-        m_end = pop.month_end(m_start)
+        m_end = month_end(m_start)
         n_days = (m_end - m_start).days + 1
         m0 = _epoch(m_start)
         tag = m_start.strftime("%Y-%m")

@@ -66,10 +66,11 @@ def test_every_command_is_walked_or_excused():
 # a loaded 2-core machine, which keeps this walk in the default run.
 WALKER = """
 import importlib, json, os, sys
-for module in ("pipelines.cli", "pipelines.training", "pipelines.uplift", "pipelines.flows",
-               "pipelines.scoring", "pipelines.monitoring", "pipelines.targeting",
-               "pipelines.evaluation", "pipelines.snapshot_mode", "pipelines.doctor",
-               "pipelines.feature_store", "pipelines.ingest"):
+for module in ("pipelines.cli", "pipelines.stages.train", "pipelines.stages.uplift",
+               "pipelines.run.flows", "pipelines.run.entry", "pipelines.stages.score",
+               "pipelines.stages.monitor", "pipelines.stages.target", "pipelines.stages.evaluate",
+               "pipelines.stages.snapshot", "pipelines.store.doctor", "pipelines.stages.features",
+               "pipelines.stages.ingest"):
     importlib.import_module(module)
 sys.stdout.flush(); sys.stderr.flush()
 for name, argv, out in json.loads(sys.argv[1]):

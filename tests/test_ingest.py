@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from configs.schema import SimulatorConfig
-from pipelines.ingest import ingest_landing
+from pipelines.stages.ingest import ingest_landing
 from simulator import simulate
 
 
@@ -302,7 +302,7 @@ def test_hostile_file_names_are_harmless(settings, landing):
 
 
 def test_missing_source_is_a_clear_error(settings, tmp_path):
-    from pipelines.errors import InputError
+    from pipelines.store.errors import InputError
 
     with pytest.raises(InputError, match="landing folder not found"):
         ingest_landing(settings, tmp_path / "nope")
@@ -365,8 +365,8 @@ def test_ingest_killed_mid_load_keeps_whole_files_and_resumes_to_a_clean_run(
     """SIGKILL once the ingest has committed some landing files and not others (seen in its own
     per-file log), check what the warehouse holds then, resume, and compare every raw and
     bookkeeping table with an uninterrupted run over the same files."""
-    from pipelines.config import load_settings
-    from pipelines.ingest import discover
+    from pipelines.stages.ingest import discover
+    from pipelines.store.config import load_settings
 
     settings = make_settings()
     home = Path(settings.home)
@@ -385,7 +385,7 @@ def test_ingest_killed_mid_load_keeps_whole_files_and_resumes_to_a_clean_run(
     )
     committed = 0
     for line in proc.stderr:
-        committed += "pipelines.ingest: committed " in line
+        committed += "pipelines.stages.ingest: committed " in line
         if committed >= kill_after:
             os.kill(proc.pid, signal.SIGKILL)
             break

@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 
 
 def test_a_damaged_build_log_is_not_read_as_not_stale(tmp_path):
-    from pipelines.flows import _snapshots_stale
+    from pipelines.run.flows import _snapshots_stale
 
     settings = load_settings(home=tmp_path, environ={})
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
@@ -28,8 +28,8 @@ def test_a_damaged_build_log_is_not_read_as_not_stale(tmp_path):
 def test_an_unreadable_model_registry_is_not_read_as_no_champion(tmp_path):
     from mlflow.exceptions import MlflowException
 
-    from pipelines.flows import _has_champions
-    from pipelines.tracking import experiment_client
+    from pipelines.store.registry import has_champions as _has_champions
+    from pipelines.store.tracking import experiment_client
 
     settings = load_settings(home=tmp_path, environ={})
     experiment_client(settings)

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from pipelines.config import load_settings
-from pipelines.errors import ChurnError, ConfigError
-from pipelines.ingest import ingest_landing
+from pipelines.stages.ingest import ingest_landing
+from pipelines.store.config import load_settings
+from pipelines.store.errors import ChurnError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 USAGE_COLUMNS = [
@@ -304,15 +304,15 @@ def test_mlflow_store_killed_while_being_created_is_built_again_whole(tmp_path):
     import sqlite3
     import time
 
-    from pipelines.store_repair import inspect, mlflow_versions
-    from pipelines.tracking import experiment_client
+    from pipelines.store.repair import inspect, mlflow_versions
+    from pipelines.store.tracking import experiment_client
 
     settings = load_settings(home=tmp_path, environ={})
     store = tmp_path / "mlflow" / "mlflow.db"
     half = store.with_name("mlflow.db.creating")
     code = (
-        "import sys; from pipelines.config import load_settings;"
-        "from pipelines.tracking import experiment_client;"
+        "import sys; from pipelines.store.config import load_settings;"
+        "from pipelines.store.tracking import experiment_client;"
         "experiment_client(load_settings(home=sys.argv[1], environ={}))"
     )
     proc = subprocess.Popen(

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 from retention.evaluation import compare, roi
 from retention.masking import mask_ids
 from retention.policy import decide
@@ -189,8 +189,8 @@ def test_list_is_published_masked_owner_only_and_reproducible(tmp_path):
     """Targeting end to end on stored scores: masked exports, 0600 files, same list id twice."""
     import duckdb
 
-    from pipelines.contracts import TABLES, raw_table_ddl
-    from pipelines.targeting import build_retention_list
+    from configs.contracts import TABLES, raw_table_ddl
+    from pipelines.stages.target import build_retention_list
 
     settings = load_settings(home=tmp_path / "home", environ={})
     frame = customers(500)

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from configs.contracts import TABLES
 from configs.schema import SimulatorConfig
-from pipelines.contracts import TABLES
 from simulator import advance, simulate, true_uplift
 
 CFG = SimulatorConfig(customers=3000, months=8)

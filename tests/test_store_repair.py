@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.ingest import ingest_landing
-from pipelines.store_repair import MigrationState, inspect, mlflow_versions, prefect_versions
+from pipelines.stages.ingest import ingest_landing
+from pipelines.store.config import load_settings
+from pipelines.store.repair import MigrationState, inspect, mlflow_versions, prefect_versions
 
 # Each test starts Prefect or MLflow in five to seven processes (the killed one, doctor, the
 # trial migrations, the restart): 40-100 s on the shared 2-core machine, so `slow`.

@@ -1,0 +1,133 @@
+"""Evaluate played-out campaigns against their control groups at 30 and 100 days."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import duckdb
+import polars as pl
+
+from configs.schema import Settings
+from pipelines.store.errors import InputError
+from pipelines.store.warehouse import RESULTS_DDL, connect
+from pipelines.store.workdir import Workdir
+from retention.evaluation import compare, roi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationReport:
+    list_id: str
+    rows: list[dict] = field(default_factory=list)
+
+    def overall(self, window: int) -> dict | None:
+        return next(
+            (r for r in self.rows if r["window_days"] == window and r["breakdown"] == "all"), None
+        )
+
+
+def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
+    """Outcomes of a list: churned within 30 / 100 days of contact, treated vs control."""
+    wd = Workdir.from_settings(settings)
+    if not wd.db_path.exists():
+        raise InputError(f"no retention list {list_id!r}: nothing is loaded in {wd.home} yet")
+    con = connect(wd)
+    try:
+        con.execute(RESULTS_DDL)
+        try:
+            frame = con.sql(
+                """
+            SELECT l.customer_id, l.as_of, l.offer, l.value_tier, l.value, l.contact_cost,
+                   l.offer_cost, l.control_flag, d.disconnect_date, c.response,
+                   (SELECT max(usage_date) FROM raw.usage_daily) AS data_end
+            FROM retention.retention_lists l
+            LEFT JOIN raw.disconnects d USING (customer_id)
+            LEFT JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
+            WHERE l.list_id = ?
+            """,
+                params=[list_id],
+            ).pl()
+        except duckdb.CatalogException:  # no lists, contacts or usage yet
+            raise InputError(f"no retention list {list_id!r}: run `churn target` first") from None
+        if frame.is_empty():
+            raise InputError(f"no retention list {list_id!r}")
+        report = EvaluationReport(list_id)
+        as_of, data_end = frame["as_of"][0], frame["data_end"][0]
+        for window in settings.retention.evaluation_windows_days:
+            matured = data_end is not None and data_end >= as_of + timedelta(days=window)
+            f = frame.with_columns(
+                (
+                    pl.col("disconnect_date").is_not_null()
+                    & (pl.col("disconnect_date") <= as_of + timedelta(days=window))
+                ).alias("churned"),
+                pl.when(~pl.col("control_flag"))
+                .then(
+                    pl.col("contact_cost")
+                    + pl.when(pl.col("response") == "accepted")
+                    .then(pl.col("offer_cost"))
+                    .otherwise(0.0)
+                )
+                .otherwise(0.0)
+                .alias("cost"),
+            )
+            for breakdown, key in (("all", None), ("offer", "offer"), ("tier", "value_tier")):
+                groups = (
+                    [("all", f)] if key is None else [(str(k[0]), g) for k, g in f.group_by(key)]
+                )
+                for name, g in groups:
+                    t, c = g.filter(~pl.col("control_flag")), g.filter(pl.col("control_flag"))
+                    if t.is_empty() or c.is_empty():
+                        continue
+                    stats = compare(
+                        t.height, int(t["churned"].sum()), c.height, int(c["churned"].sum())
+                    )
+                    cost = float(t["cost"].sum())
+                    report.rows.append(
+                        {
+                            "list_id": list_id,
+                            "window_days": window,
+                            "breakdown": breakdown,
+                            "grp": name,
+                            "matured": matured,
+                            **stats,
+                            "cost": cost,
+                            "roi": roi(stats["incremental_saves"], float(t["value"].mean()), cost),
+                        }
+                    )
+        results = pl.DataFrame(report.rows) if report.rows else None
+        con.execute("BEGIN")
+        con.execute("DELETE FROM eval.campaign_results WHERE list_id = ?", [list_id])
+        if results is not None:
+            con.register("_res", results)
+            con.execute(
+                "INSERT INTO eval.campaign_results BY NAME SELECT *, now()::TIMESTAMP AS evaluated_at FROM _res"
+            )
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    _log_mlflow(settings, report)
+    return report
+
+
+def _log_mlflow(settings: Settings, report: EvaluationReport) -> None:
+    import mlflow
+
+    from pipelines.store.tracking import experiment_client
+
+    _, experiment_id = experiment_client(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate-{report.list_id}"):
+        mlflow.set_tags({"stage": "evaluate", "list_id": report.list_id})
+        for window in settings.retention.evaluation_windows_days:
+            row = report.overall(window)
+            if row and row["matured"]:
+                mlflow.log_metrics(
+                    {
+                        f"uplift_{window}d": row["difference"],
+                        f"p_value_{window}d": row["p_value"],
+                        f"incremental_saves_{window}d": row["incremental_saves"],
+                        f"cost_{window}d": row["cost"],
+                    }
+                )
