@@ -45,7 +45,9 @@ class SimulatorConfig(Section):
 
 
 class IngestConfig(Section):
-    source: Path | None = Field(None, description="Landing folder; default <home>/landing.")
+    source: Path | None = Field(
+        None, description="Landing folder `churn ingest` reads; default <home>/landing."
+    )
     max_quarantine_share: float = Field(
         0.5, ge=0.0, le=1.0, description="A file with more bad rows than this is rejected whole."
     )
@@ -215,12 +217,31 @@ class RealisationConfig(Section):
     )
 
 
+class CampaignStatistics(Section):
+    """How campaigns are sized to learn and judged: one α for the power calculation and the test."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Two-sided test level.")
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    detectable_effect: float = Field(
+        0.0076,
+        gt=0.0,
+        lt=1.0,
+        description="Absolute churn reduction a campaign should detect (0.0076 = 0.76 points).",
+    )
+    min_control: int = Field(
+        30, ge=1, description="Below this many control customers: 'too few controls to tell'."
+    )
+
+
 class RetentionConfig(Section):
     value_horizon_months: int = Field(12, ge=1)
     margin_rate: float = Field(
         0.35, gt=0.0, le=1.0, description="Share of spend that is margin: value saved = margin."
     )
     budget: float = Field(20_000.0, ge=0.0)
+    # expected: contact + acceptance × offer cost (spend may exceed the budget when more accept
+    # than predicted); worst_case: contact + full offer cost (spend can never exceed it).
+    budget_basis: Literal["expected", "worst_case"] = "expected"
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
     min_expected_value: float = 1.0
     contact_within_days: int = Field(14, ge=1)
@@ -241,7 +262,7 @@ class RetentionConfig(Section):
     offers: list[Offer] = Field(min_length=1)
     channels: dict[Channel, ChannelConfig] = Field(min_length=1)
     contact_policy: ContactPolicy = ContactPolicy()
-    mask_keys: bool = True
+    campaigns: CampaignStatistics = CampaignStatistics()
     uplift: UpliftConfig = UpliftConfig()
     realisation: RealisationConfig = RealisationConfig()
 

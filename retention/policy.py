@@ -308,7 +308,8 @@ def _allocate(
     """Walk the ranked customers: first channel with capacity left, within budget; control free.
 
     Cost = contact cost (always paid) + P(accept) × offer cost (paid only when taken up): the
-    same rule the benchmark and the evaluation use. With `require_gain`, a contact is made only
+    same rule the benchmark and the evaluation use; with `budget_basis: worst_case` the full
+    offer cost, so realised spend can never exceed the budget. With `require_gain`, a contact is made only
     when its expected value with the channel actually used clears `min_expected_value`.
     """
     channels = cfg.channels
@@ -319,6 +320,7 @@ def _allocate(
         return min((channels[c].cost for c, left in remaining.items() if left > 0), default=None)
 
     floor = cheapest_open()
+    worst_case = cfg.budget_basis == "worst_case"
     spent = 0.0
     chosen_channel: list[str | None] = []
     contact_cost: list[float] = []
@@ -341,7 +343,8 @@ def _allocate(
             chosen_channel.append(None)
             contact_cost.append(0.0)
             continue
-        cost = channels[channel].cost + accept * offer_cost
+        # The budget caps expected spend, or worst-case spend (every offer taken up).
+        cost = channels[channel].cost + (1.0 if worst_case else accept) * offer_cost
         # A control customer is held out only where a treated one would have been contacted, so
         # both arms come from the same ranked population and the control share stays as set.
         unprofitable = require_gain and gain - channels[channel].cost <= cfg.min_expected_value

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
     def ingest_cmd(
         ctx: typer.Context,
         source: Annotated[
-            Path | None, typer.Option(help="Landing folder (default: <home>/landing).")
+            Path | None,
+            typer.Option(help="Landing folder (default: ingest.source, else <home>/landing)."),
         ] = None,
     ) -> None:
         """Load new landing files into DuckDB raw tables; bad rows go to quarantine."""

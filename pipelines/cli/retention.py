@@ -22,6 +22,13 @@ def register(app: typer.Typer) -> None:
         reveal: Annotated[
             str | None, typer.Option(help="Export real customer ids; give the reason (audited).")
         ] = None,
+        learning: Annotated[
+            bool,
+            typer.Option(
+                help="A learning campaign: random offers to as many eligible customers as the "
+                "power calculation in retention.campaigns asks for."
+            ),
+        ] = False,
     ) -> None:
         """Build the retention target list with offers, channels and a control group."""
         from pipelines.cli.ops import parse_date
@@ -32,13 +39,21 @@ def register(app: typer.Typer) -> None:
         if reveal is not None and not reveal.strip():
             raise InputError("--reveal needs a reason")
         settings = state(ctx).settings()
-        r = entry.target(settings, parse_date(as_of) or default_as_of(settings), budget, reveal)
+        r = entry.target(
+            settings,
+            parse_date(as_of) or default_as_of(settings),
+            budget,
+            reveal,
+            learning_share="power" if learning else None,
+        )
         typer.echo(
             f"list {r.list_id}: {r.treated:,} to contact + {r.control:,} control; budget used "
             f"{r.budget_used:,.0f}; expected saves {r.expected_saves:,.1f}; expected profit {r.expected_profit:,.0f}"
         )
         for kind, path in r.paths.items():
-            typer.echo(f"  {kind:<9} {path}")
+            typer.echo(f"  {kind:<15} {path}")
+        if r.warning:
+            typer.echo(f"warning: {r.warning}", err=True)
         from pipelines.cli.common import summary
         from pipelines.store.workdir import Workdir
 
@@ -52,7 +67,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         list_id: Annotated[str, typer.Option("--list", help="List id to evaluate.")],
     ) -> None:
-        """Treated vs control churn at 30 and 100 days, with interval, χ² p-value, saves and ROI."""
+        """Treated vs control churn at 30 and 100 days: exact or χ² test with the interval it
+        implies, saves, ROI with its interval, and realised spend against the budget."""
         from pipelines.run import entry
 
         r = entry.evaluate(state(ctx).settings(), list_id)
@@ -60,13 +76,26 @@ def register(app: typer.Typer) -> None:
             if row["breakdown"] != "all" and not row["matured"]:
                 continue
             status = "" if row["matured"] else " (not matured yet)"
-            roi = "n/a" if row["roi"] is None else f"{row['roi']:.2f}"
+            roi = (
+                "n/a"
+                if row["roi"] is None
+                else f"{row['roi']:.2f} [{row['roi_low']:.2f}, {row['roi_high']:.2f}]"
+            )
             typer.echo(
                 f"{row['window_days']:>3}d {row['breakdown']:<5} {row['grp']:<22} treated {row['treated_churn_rate']:.2%}"
-                f" vs control {row['control_churn_rate']:.2%}: diff {row['difference']:+.2%}"
-                f" [{row['ci_low']:+.2%}, {row['ci_high']:+.2%}] p={row['p_value']:.3f}"
-                f" saves {row['incremental_saves']:.1f} cost {row['cost']:.0f} ROI {roi}{status}"
+                f" ({row['treated']:,}) vs control {row['control_churn_rate']:.2%} ({row['control']:,}):"
+                f" diff {row['difference']:+.2%} [{row['ci_low']:+.2%}, {row['ci_high']:+.2%}]"
+                f" p={row['p_value']:.3f} ({row['test']}) saves {row['incremental_saves']:.1f}"
+                f" cost {row['cost']:.0f} ROI {roi}: {row['verdict']}{status}"
             )
+        s = r.spend
+        if s.get("budget") is not None:
+            typer.echo(
+                f"spend: realised {s['realised']:,.2f} against a budget of {s['budget']:,.0f}"
+                f" capping {s['budget_basis'].replace('_', '-')} spend (planned {s['planned']:,.2f})"
+            )
+        else:
+            typer.echo(f"spend: realised {s['realised']:,.2f} (no budget recorded for this list)")
 
     @app.command("uplift")
     def uplift_cmd(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from configs.schema import Settings
 from pipelines.run.lock import run_lock
@@ -77,7 +77,7 @@ def target(
     as_of: date,
     budget: float | None = None,
     reveal_reason: str | None = None,
-    learning_share: float | None = None,
+    learning_share: float | Literal["power"] | None = None,
 ) -> Any:
     from pipelines.stages.target import build_retention_list
 

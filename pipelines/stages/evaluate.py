@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -13,7 +13,8 @@ from configs.schema import Settings
 from pipelines.store.errors import InputError
 from pipelines.store.warehouse import RESULTS_DDL, connect
 from pipelines.store.workdir import Workdir
-from retention.evaluation import compare, roi
+from retention.export_safety import safe_name
+from retention.outcomes import campaign_outcomes, realised_spend
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 class EvaluationReport:
     list_id: str
     rows: list[dict] = field(default_factory=list)
+    spend: dict = field(default_factory=dict)  # realised spend against the list's budget
 
     def overall(self, window: int) -> dict | None:
         return next(
@@ -31,6 +33,10 @@ class EvaluationReport:
 
 def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
     """Outcomes of a list: churned within 30 / 100 days of contact, treated vs control."""
+    try:
+        safe_name(list_id, "list id")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     wd = Workdir.from_settings(settings)
     if not wd.db_path.exists():
         raise InputError(f"no retention list {list_id!r}: nothing is loaded in {wd.home} yet")
@@ -54,49 +60,18 @@ def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
             raise InputError(f"no retention list {list_id!r}: run `churn target` first") from None
         if frame.is_empty():
             raise InputError(f"no retention list {list_id!r}")
-        report = EvaluationReport(list_id)
         as_of, data_end = frame["as_of"][0], frame["data_end"][0]
-        for window in settings.retention.evaluation_windows_days:
-            matured = data_end is not None and data_end >= as_of + timedelta(days=window)
-            f = frame.with_columns(
-                (
-                    pl.col("disconnect_date").is_not_null()
-                    & (pl.col("disconnect_date") <= as_of + timedelta(days=window))
-                ).alias("churned"),
-                pl.when(~pl.col("control_flag"))
-                .then(
-                    pl.col("contact_cost")
-                    + pl.when(pl.col("response") == "accepted")
-                    .then(pl.col("offer_cost"))
-                    .otherwise(0.0)
-                )
-                .otherwise(0.0)
-                .alias("cost"),
-            )
-            for breakdown, key in (("all", None), ("offer", "offer"), ("tier", "value_tier")):
-                groups = (
-                    [("all", f)] if key is None else [(str(k[0]), g) for k, g in f.group_by(key)]
-                )
-                for name, g in groups:
-                    t, c = g.filter(~pl.col("control_flag")), g.filter(pl.col("control_flag"))
-                    if t.is_empty() or c.is_empty():
-                        continue
-                    stats = compare(
-                        t.height, int(t["churned"].sum()), c.height, int(c["churned"].sum())
-                    )
-                    cost = float(t["cost"].sum())
-                    report.rows.append(
-                        {
-                            "list_id": list_id,
-                            "window_days": window,
-                            "breakdown": breakdown,
-                            "grp": name,
-                            "matured": matured,
-                            **stats,
-                            "cost": cost,
-                            "roi": roi(stats["incremental_saves"], float(t["value"].mean()), cost),
-                        }
-                    )
+        camp = settings.retention.campaigns
+        rows = campaign_outcomes(
+            frame,
+            list_id,
+            as_of,
+            data_end,
+            settings.retention.evaluation_windows_days,
+            camp.alpha,
+            camp.min_control,
+        )
+        report = EvaluationReport(list_id, rows, spend_against_budget(con, list_id, frame))
         results = pl.DataFrame(report.rows) if report.rows else None
         con.execute("BEGIN")
         con.execute("DELETE FROM eval.campaign_results WHERE list_id = ?", [list_id])
@@ -110,6 +85,23 @@ def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
         con.close()
     _log_mlflow(settings, report)
     return report
+
+
+def spend_against_budget(con, list_id: str, frame: pl.DataFrame) -> dict:
+    """Realised spend (contacts + accepted offers) beside the budget and what it capped."""
+    try:
+        row = con.execute(
+            "SELECT manifest_json FROM retention.list_manifest WHERE list_id = ?", [list_id]
+        ).fetchone()
+    except duckdb.CatalogException:  # a list stored without its manifest
+        row = None
+    manifest = json.loads(row[0]) if row else {}
+    return {
+        "realised": realised_spend(frame),
+        "budget": manifest.get("budget"),
+        "budget_basis": manifest.get("budget_basis", "expected"),
+        "planned": manifest.get("budget_used"),
+    }
 
 
 def _log_mlflow(settings: Settings, report: EvaluationReport) -> None:
@@ -131,3 +123,4 @@ def _log_mlflow(settings: Settings, report: EvaluationReport) -> None:
                         f"cost_{window}d": row["cost"],
                     }
                 )
+        mlflow.log_metric("spend_realised", report.spend["realised"])

@@ -273,9 +273,10 @@ def _mark_stale(con: duckdb.DuckDBPyConnection, table: Table) -> None:
 
 
 def ingest_landing(settings: Settings, source: Path | None = None) -> IngestReport:
-    """Load every new or changed landing file under `source` (default: the work dir's landing/)."""
+    """Load every new or changed landing file under `source` (default: `ingest.source`, else the
+    work dir's landing/)."""
     wd = Workdir.from_settings(settings).ensure()
-    source = Path(source) if source else wd.landing
+    source = Path(source or settings.ingest.source or wd.landing)
     if not source.is_dir():
         raise InputError(f"landing folder not found: {source}")
     started = time.perf_counter()

@@ -133,7 +133,12 @@ CREATE TABLE IF NOT EXISTS eval.campaign_results (
     treated INTEGER, control INTEGER, treated_churn_rate DOUBLE, control_churn_rate DOUBLE,
     difference DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, incremental_saves DOUBLE,
     cost DOUBLE, roi DOUBLE, evaluated_at TIMESTAMP
-)
+);
+-- Results written before the exact test and the ROI interval lack these columns.
+ALTER TABLE eval.campaign_results ADD COLUMN IF NOT EXISTS test VARCHAR;
+ALTER TABLE eval.campaign_results ADD COLUMN IF NOT EXISTS verdict VARCHAR;
+ALTER TABLE eval.campaign_results ADD COLUMN IF NOT EXISTS roi_low DOUBLE;
+ALTER TABLE eval.campaign_results ADD COLUMN IF NOT EXISTS roi_high DOUBLE;
 """
 
 
