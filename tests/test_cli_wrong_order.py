@@ -138,7 +138,10 @@ def test_simulate_with_defects_into_a_new_workdir(tmp_path):
     argv = ["--home", str(home), "simulate", "--customers", "200", "--months", "1"]
     proc = _run([*argv, "--defects", "0.05"], tmp_path, dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    # A long command ends with one line: what it did and where its outputs are.
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("done: simulated") and str(home / "landing") in last, last
     import polars as pl
 
     defects = pl.read_parquet(home / "truth" / "defects.parquet")
