@@ -73,7 +73,15 @@ for module in ("pipelines.cli", "pipelines.stages.train", "pipelines.stages.upli
                "pipelines.stages.ingest"):
     importlib.import_module(module)
 sys.stdout.flush(); sys.stderr.flush()
+running = {}
+
+def reap():
+    pid, status = os.wait()
+    print(json.dumps([running.pop(pid), os.waitstatus_to_exitcode(status)]), flush=True)
+
 for name, argv, out in json.loads(sys.argv[1]):
+    if len(running) >= 4:
+        reap()
     pid = os.fork()
     if pid == 0:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -89,8 +97,9 @@ for name, argv, out in json.loads(sys.argv[1]):
             import traceback; traceback.print_exc(); code = 99
         sys.stdout.flush(); sys.stderr.flush()
         os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps([name, os.waitstatus_to_exitcode(status)]), flush=True)
+    running[pid] = name
+while running:
+    reap()
 """
 
 
