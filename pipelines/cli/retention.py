@@ -54,6 +54,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {kind:<15} {path}")
         if r.warning:
             typer.echo(f"warning: {r.warning}", err=True)
+        from pipelines.cli.common import summary
+        from pipelines.store.workdir import Workdir
+
+        summary(
+            f"published list {r.list_id} ({r.treated + r.control:,} rows)",
+            Workdir.from_settings(settings).lists / str(r.list_id),
+        )
 
     @app.command("evaluate")
     def evaluate_cmd(

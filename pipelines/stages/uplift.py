@@ -9,8 +9,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import mlflow
+import pandas as pd
 import polars as pl
 
 from configs.contracts import UPLIFT_MODEL
@@ -28,7 +31,7 @@ from models.uplift import (
 from models.uplift_eval import choose_campaign_learner
 from models.uplift_holdout import mark_held_out, split_held_out
 from pipelines.stages.features import load_snapshots
-from pipelines.store.tracking import experiment_client, git_commit
+from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, mask_salt
 from retention.masking import mask_ids
@@ -61,7 +64,13 @@ class UpliftBundle(mlflow.pyfunc.PythonModel):
     def __init__(self, model: UpliftModel | PerOfferUplift) -> None:
         self.model = model
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+    # Typed (a DataFrame needs no schema inference), so MLflow raises no "add type hints".
+    def predict(
+        self,
+        context: Any,  # noqa: ARG002 - MLflow's signature
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,  # noqa: ARG002
+    ) -> pd.DataFrame:
         frame = (
             model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         )
@@ -90,7 +99,7 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
                     ORDER BY m.as_of""",
                 params={"as_of": as_of},
             ).pl()
-        except Exception:  # no lists or no contacts yet
+        except duckdb.CatalogException:  # no lists or no contacts yet
             return pl.DataFrame()
         if lists.is_empty():
             return pl.DataFrame()
@@ -154,7 +163,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             f"{listed.height} customers on matured, played-out lists; uplift needs "
             f"{cfg.min_list_rows} (lists mature {cfg.horizon_days} days after their date)"
         )
-        log.info("uplift not trained: %s", why)
+        log.debug("uplift not trained: %s", why)  # the caller reports it (CLI line, cycle summary)
         return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
     columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
     train, hold = split_held_out(frame)
@@ -238,7 +247,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             ).write_csv(path)
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         info = mlflow.pyfunc.log_model(name="model", python_model=UpliftBundle(model))
-        version = str(mlflow.register_model(info.model_uri, UPLIFT_MODEL).version)
+        version = str(register_version(client, UPLIFT_MODEL, info).version)
     client.set_registered_model_alias(UPLIFT_MODEL, "challenger", version)
     if champion:
         client.set_registered_model_alias(UPLIFT_MODEL, "champion", version)
@@ -266,7 +275,9 @@ def load_uplift(
     client, _ = experiment_client(settings)
     try:
         mv = client.get_model_version_by_alias(UPLIFT_MODEL, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
         return None
     loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@{alias}")
     return loaded.unwrap_python_model().model, str(mv.version)
