@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from configs.contracts import CHANNELS, CREDIT_GRADES, SEGMENTS, VALUE_TIERS
 
@@ -220,6 +220,11 @@ class UpliftConfig(Section):
     min_qini: float = Field(
         0.0, description="Held-out Qini coefficient a model needs to become champion."
     )
+    learner: Literal[
+        "auto", "relative", "two_model", "solo", "class_transformation", "x_learner", "dr_learner"
+    ] = Field(
+        "auto", description="Uplift learner; auto = best inner-CV Qini on training customers."
+    )
 
 
 class RealisationConfig(Section):
@@ -365,6 +370,25 @@ class SecurityConfig(Section):
     mask_salt: str | None = Field(
         None, description="Salt for masked customer keys; set CHURN_SECURITY__MASK_SALT."
     )
+    # Secrets: printed and hashed as '**********', so `config show` and config hashes hide them.
+    dashboard_password: SecretStr | None = Field(
+        None,
+        description="Cockpit password of the data team (may look customers up by id); "
+        "set CHURN_SECURITY__DASHBOARD_PASSWORD. Required to bind beyond localhost.",
+    )
+    marketing_password: SecretStr | None = Field(
+        None,
+        description="Cockpit password of marketing (masked keys only); "
+        "set CHURN_SECURITY__MARKETING_PASSWORD.",
+    )
+
+    @field_validator("dashboard_password", "marketing_password", mode="before")
+    @classmethod
+    def _password_as_text(cls, value: object) -> object:
+        # Environment values are read as YAML scalars: a password of digits must stay text.
+        if isinstance(value, bool | int | float):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        return value
 
 
 class ExecutorConfig(Section):

@@ -6,6 +6,7 @@ import argparse
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data
+from dashboards.access import DATA_TEAM, MARKETING, is_local, role_for, role_passwords
 from dashboards.data import EMPTY_HINT, NoData, WarehouseBusy
 
 st.set_page_config(
@@ -56,6 +58,11 @@ def load_list(home: str, list_id: str) -> pl.DataFrame:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def load_choices(home: str) -> pl.DataFrame:
     return data.customer_choices(home)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def load_masked_choices(home: str) -> pl.DataFrame:
+    return data.masked_choices(home)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -126,6 +133,67 @@ def table(frame: pl.DataFrame, column_config: dict | None = None, **kwargs) -> N
     }
     config.update(column_config or {})
     st.dataframe(frame, hide_index=True, column_config=config, **kwargs)
+
+
+# --- Sign-in and audit -----------------------------------------------------------------------
+
+
+def audit_line(line: str) -> None:
+    """One line in the work directory's owner-only audit log, tagged with the browser session."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from pipelines.store.workdir import Workdir, audit
+
+    ctx = get_script_run_ctx()
+    audit(Workdir(HOME), f"dashboard {line} session={ctx.session_id[:8] if ctx else '-'}")
+
+
+def sign_in() -> str:
+    """The signed-in role. With passwords configured, a login wall stops every page until one
+    matches; without any, only a loopback bind is served (the owner on their own machine)."""
+    from pipelines.store.config import load_settings
+    from pipelines.store.errors import ChurnError
+
+    try:
+        settings = load_settings([Path(f) for f in CONFIG_FILES], home=HOME)
+    except ChurnError as exc:
+        st.error(f"Cannot read the configuration: {exc}")
+        st.stop()
+    passwords = role_passwords(settings.security)
+    if not passwords:
+        # Unset, Streamlit binds every interface: that is not local either.
+        if not is_local(st.get_option("server.address") or ""):
+            st.error(
+                "This cockpit is reachable beyond this machine and has no password: set "
+                "CHURN_SECURITY__DASHBOARD_PASSWORD and restart it, or bind it to 127.0.0.1."
+            )
+            st.stop()
+        return DATA_TEAM
+    role = st.session_state.get("role")
+    if role in passwords:
+        return role
+    st.title("Retention cockpit")
+    st.caption("Sign in with your team's password.")
+    with st.form("sign_in"):
+        given = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        role = role_for(given, passwords)
+        if role is not None:
+            st.session_state["role"] = role
+            audit_line(f"sign-in role={role}")
+            st.rerun()
+        audit_line("sign-in refused")
+        time.sleep(1)  # slows password guessing
+        st.error("Wrong password.")
+    st.stop()
+
+
+def audit_lookup(role: str, shown: str) -> None:
+    """Each customer a session opens is audited once (reruns of the same view are not)."""
+    if st.session_state.get("_audited_lookup") != (role, shown):
+        audit_line(f"customer lookup role={role} customer={shown}")
+        st.session_state["_audited_lookup"] = (role, shown)
 
 
 # --- Pages ----------------------------------------------------------------------------------
@@ -264,8 +332,26 @@ def list_page() -> None:
     )
 
 
-def customer_page() -> None:
-    st.title("Customer")
+def pick_customer(role: str) -> tuple[str, str]:
+    """(internal id, what the page shows): marketing picks and searches masked keys only."""
+    if role == MARKETING:
+        choices = load_masked_choices(str(HOME))
+        if choices.is_empty():
+            raise NoData(EMPTY_HINT + " (no published retention list)")
+        probs = dict(zip(choices["customer_key"], choices["churn_probability"], strict=True))
+        c = st.columns(2)
+        picked = c[0].selectbox(
+            "Riskiest customers on the newest list (masked keys)",
+            list(probs),
+            format_func=lambda key: f"{key} · {probs[key]:.1%}",
+            key="customer_pick",
+        )
+        typed = c[1].text_input("…or a masked key from a list", key="customer_key").strip()
+        key = typed or picked
+        customer_id = data.customer_for_key(str(HOME), key)
+        if customer_id is None:
+            raise NoData(f"No customer with masked key {key!r} on a published list.")
+        return customer_id, key
     choices = load_choices(str(HOME))
     if choices.is_empty():
         raise NoData(EMPTY_HINT + " (no scored customers)")
@@ -278,10 +364,17 @@ def customer_page() -> None:
         key="customer_pick",
     )
     typed = c[1].text_input("…or any customer id", key="customer_id").strip()
-    view = load_customer(str(HOME), typed or picked)
+    return typed or picked, typed or picked
+
+
+def customer_page() -> None:
+    st.title("Customer")
+    customer_id, shown = pick_customer(ROLE)
+    view = load_customer(str(HOME), customer_id)
+    audit_lookup(ROLE, shown)
     p, scores = view.profile, view.scores
     latest = scores.row(-1, named=True) if scores.height else {}
-    st.subheader(view.customer_id)
+    st.subheader(shown)
     c = st.columns(4)
     c[0].metric("Segment", p.get("segment") or "–")
     c[1].metric("Value tier", p.get("value_tier") or "–")
@@ -608,7 +701,12 @@ PAGES = {
 }
 
 
+ROLE = DATA_TEAM  # set by main() before any page runs
+
+
 def main() -> None:
+    global ROLE
+    ROLE = sign_in()
     # A start page chosen in session state lets tests (and links) open any page directly.
     start = st.session_state.get("start_page", "overview")
     pages = [
@@ -618,6 +716,12 @@ def main() -> None:
     page = st.navigation(pages)
     with st.sidebar:
         st.caption(f"Work directory: `{HOME}`")
+        if "role" in st.session_state:
+            st.caption(f"Signed in: **{ROLE}**")
+            if st.button("Sign out"):
+                audit_line(f"sign-out role={ROLE}")
+                del st.session_state["role"]
+                st.rerun()
         if not data.warehouse_path(HOME).is_file():
             st.caption("No warehouse yet.")
         if st.button("Refresh data", help=f"Data is cached for {TTL} s"):

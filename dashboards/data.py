@@ -253,6 +253,31 @@ def customer_choices(home: str | Path, limit: int = 300) -> pl.DataFrame:
         )
 
 
+def masked_choices(home: str | Path, limit: int = 300) -> pl.DataFrame:
+    """Marketing's pick list: the riskiest customers of the newest list, by masked key only."""
+    with connect(home) as con:
+        _require(con, "retention.retention_lists")
+        return _frame(
+            con,
+            "SELECT customer_key, churn_probability FROM retention.retention_lists"
+            " WHERE list_id = (SELECT list_id FROM retention.retention_lists"
+            "                  ORDER BY as_of DESC, list_id DESC LIMIT 1)"
+            " ORDER BY churn_probability DESC, customer_key LIMIT ?",
+            [limit],
+        )
+
+
+def customer_for_key(home: str | Path, key: str) -> str | None:
+    """The internal id behind a masked key of a published list (never shown), or None."""
+    with connect(home) as con:
+        _require(con, "retention.retention_lists")
+        row = con.execute(
+            "SELECT customer_id FROM retention.retention_lists WHERE customer_key = ? LIMIT 1",
+            [key],
+        ).fetchone()
+    return row[0] if row else None
+
+
 @dataclass
 class CustomerView:
     customer_id: str

@@ -59,6 +59,8 @@ def registry(home: str | Path, config_files: Sequence[str | Path] = ()) -> list[
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from pipelines.store.tracking import alias_missing
+
     # MLflow's notices (migrations, deprecations) are noise in the dashboard's log.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -68,7 +70,9 @@ def registry(home: str | Path, config_files: Sequence[str | Path] = ()) -> list[
         try:
             registered = client.get_registered_model(name)
             versions = client.search_model_versions(f"name='{name}'")
-        except MlflowException:
+        except MlflowException as exc:
+            if not alias_missing(exc):
+                raise  # a broken store is not "no models": the page shows the error
             continue
         aliases = {alias: str(v) for alias, v in (registered.aliases or {}).items()}
         by_version: dict[str, list[str]] = {}

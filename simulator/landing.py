@@ -201,6 +201,8 @@ class LandingWriter:
         if not self.defects:
             return
         path = self.truth / "defects.parquet"
+        # The first month of a new world can flush before anything else created truth/.
+        path.parent.mkdir(parents=True, exist_ok=True)
         new = pl.DataFrame(self.defects)
         if path.exists():
             new = pl.concat([pl.read_parquet(path), new])

@@ -39,7 +39,11 @@ def dash_home(tmp_path_factory) -> Path:
 
 
 def open_page(home: Path, slug: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    from streamlit import config
+
     monkeypatch.setenv("CHURN_HOME", str(home))
+    # As `churn dashboard` serves it: on loopback, where no password is required.
+    config.set_option("server.address", "127.0.0.1")
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.session_state["start_page"] = slug  # the app's hook for opening a page directly
     at.run()

@@ -68,6 +68,8 @@ def server(tmp_path_factory) -> Iterator[str]:
                 "dashboards/app.py",
                 "--server.port",
                 str(port),
+                "--server.address",
+                "127.0.0.1",
                 "--server.headless",
                 "true",
                 "--browser.gatherUsageStats",
@@ -152,3 +154,88 @@ def test_sidebar_navigation_switches_pages(server, browser):
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
+
+
+DATA_PASSWORD, MARKETING_PASSWORD = "data-team-secret-1", "marketing-secret-2"
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """`churn dashboard --host 0.0.0.0` with both passwords set, as a team would expose it."""
+    import signal
+
+    home = demo_home(tmp_path_factory)
+    port = free_port()
+    log = tmp_path_factory.mktemp("guarded") / "server.log"
+    env = {
+        **os.environ,
+        "CHURN_SECURITY__DASHBOARD_PASSWORD": DATA_PASSWORD,
+        "CHURN_SECURITY__MARKETING_PASSWORD": MARKETING_PASSWORD,
+    }
+    cmd = [sys.executable, "-m", "pipelines", "--home", str(home), "dashboard"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--host", "0.0.0.0", "--port", str(port)],  # noqa: S104 - the point of the test
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the CLI's streamlit child goes down with it
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)
+        yield url, home
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def sign_in(page, password: str) -> None:
+    page.locator('input[type="password"]').fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_login_wall_stops_strangers_and_lets_each_team_in(guarded_server, browser):
+    import re
+
+    url, home = guarded_server
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    try:
+        page.goto(url)
+        page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "login.png"))
+        assert page.get_by_text("Active customers").count() == 0
+        assert page.get_by_test_id("stSidebarNav").count() == 0  # no way around the wall
+        sign_in(page, "guess")
+        page.get_by_text("Wrong password.").wait_for(timeout=60_000)
+        assert page.get_by_text("Active customers").count() == 0
+
+        sign_in(page, MARKETING_PASSWORD)
+        settle(page, "Active customers")
+        page.get_by_test_id("stSidebarNav").get_by_text("Customer").click()
+        settle(page, "Top reasons")
+        assert page.get_by_text("masked keys").count() >= 1
+        body = page.locator("body").inner_text()
+        assert not re.search(r"\bC\d{8}\b", body), "marketing saw a raw customer id"
+        page.screenshot(path=str(SHOTS / "customer-marketing.png"))
+        page.get_by_text("Sign out").click()
+        page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+
+        sign_in(page, DATA_PASSWORD)  # back on the page that was open (Customer)
+        page.get_by_test_id("stSidebarNav").wait_for(timeout=60_000)
+        page.get_by_test_id("stSidebarNav").get_by_text("Customer").click()
+        settle(page, "Top reasons")
+        assert re.search(r"\bC\d{8}\b", page.locator("body").inner_text())
+    finally:
+        page.close()
+    audit = (home / "audit.log").read_text()
+    assert "sign-in refused" in audit
+    assert "sign-in role=marketing" in audit and "sign-in role=data team" in audit
+    assert re.search(r"customer lookup role=marketing customer=K[0-9a-f]{16}", audit)
+    assert re.search(r"customer lookup role=data team customer=C\d{8}", audit)

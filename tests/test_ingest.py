@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -331,65 +330,84 @@ def test_every_injected_defect_ends_in_quarantine_or_rejection(tmp_path, make_se
     assert len(kinds) >= 3
 
 
+# Wall-clock columns differ between any two runs; everything else must match a clean run.
+CLOCK_COLUMNS = {"_loaded_at", "loaded_at", "quarantined_at"}
+
+
+def _snapshot_tables(home: Path) -> dict[str, list[tuple]]:
+    """Every table of the warehouse, as sorted rows without its wall-clock columns."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        out = {}
+        for schema, name in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
+        ).fetchall():
+            cols = [
+                f'"{c}"'
+                for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                    [schema, name],
+                ).fetchall()
+                if c not in CLOCK_COLUMNS
+            ]
+            rows = con.execute(f'SELECT {", ".join(cols)} FROM "{schema}"."{name}" ORDER BY ALL')
+            out[f"{schema}.{name}"] = rows.fetchall()
+        return out
+    finally:
+        con.close()
+
+
 @pytest.mark.faults
-def test_killed_ingest_leaves_no_partial_rows_and_rerun_completes(tmp_path, make_settings):
-    settings = make_settings()
-    home = Path(settings.home)
-    simulate(SimulatorConfig(customers=1500, months=2), home, seed=4)
+def test_ingest_killed_mid_load_keeps_whole_files_and_resumes_to_a_clean_run(
+    tmp_path, make_settings
+):
+    """SIGKILL once the ingest has committed some landing files and not others (seen in its own
+    per-file log), check what the warehouse holds then, resume, and compare every raw and
+    bookkeeping table with an uninterrupted run over the same files."""
+    from pipelines.stages.ingest import discover
     from pipelines.store.config import load_settings
 
+    settings = make_settings()
+    home = Path(settings.home)
+    simulate(SimulatorConfig(customers=600, months=2), home, seed=4)
+    files = discover(home / "landing")
     reference = load_settings(home=tmp_path / "ref", environ={})
-    ref_home = Path(reference.home)
-    ref_home.mkdir(parents=True)
+    Path(reference.home).mkdir(parents=True)
     ingest_landing(reference, home / "landing")
-    expected = dict(
-        q(
-            reference,
-            "SELECT 'usage', count(*) FROM raw.usage_daily UNION ALL SELECT 'inv', count(*) FROM raw.invoices",
+
+    kill_after = len(files) // 3
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "--home", str(home), "-v", "ingest"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    committed = 0
+    for line in proc.stderr:
+        committed += "pipelines.stages.ingest: committed " in line
+        if committed >= kill_after:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"ingest ended on its own after {committed} files"
+
+    # Partial state: some files loaded, not all; each loaded file whole, nothing else in raw.
+    manifest = dict(q(settings, "SELECT path, rows_loaded FROM meta.load_manifest"))
+    assert kill_after <= len(manifest) < len(files), (len(manifest), len(files))
+    for table in ("usage_daily", "invoices", "customers"):
+        per_file = dict(
+            q(settings, f"SELECT _source_file, count(*) FROM raw.{table} GROUP BY 1")  # noqa: S608
         )
+        assert set(per_file) <= set(manifest), f"raw.{table} holds rows of unrecorded files"
+        assert all(per_file[f] == manifest[f] for f in per_file), table
+    assert (
+        q(settings, "SELECT count(*) FROM meta.load_manifest WHERE table_name = 'usage_daily'")[0][
+            0
+        ]
+        > 0
     )
-    code = (
-        "import sys; from pipelines.store.config import load_settings; from pipelines.stages.ingest import ingest_landing;"
-        "ingest_landing(load_settings(home=sys.argv[1], environ={}))"
-    )
-    for delay in (0.8, 1.6, 2.4):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(home)])
-        time.sleep(delay)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # no file is ever half loaded: every source file's rows equal what the manifest says
-        usage_exists = (home / "warehouse.duckdb").exists() and q(
-            settings,
-            "SELECT count(*) FROM information_schema.tables"
-            " WHERE table_schema = 'raw' AND table_name = 'usage_daily'",
-        )[0][0]
-        # A kill before the first usage file was loaded (slow machine) leaves no table: no
-        # manifest row may then claim usage rows either.
-        if (home / "warehouse.duckdb").exists() and not usage_exists:
-            assert (
-                not q(
-                    settings,
-                    "SELECT count(*) FROM information_schema.tables"
-                    " WHERE table_schema = 'meta' AND table_name = 'load_manifest'",
-                )[0][0]
-                or not q(
-                    settings,
-                    "SELECT count(*) FROM meta.load_manifest WHERE table_name = 'usage_daily'",
-                )[0][0]
-            )
-        if usage_exists:
-            rows = q(
-                settings,
-                "SELECT m.rows_loaded, count(r._source_file) FROM meta.load_manifest m"
-                " LEFT JOIN raw.usage_daily r ON r._source_file = m.path"
-                " WHERE m.table_name = 'usage_daily' GROUP BY m.path, m.rows_loaded",
-            )
-            assert all(a == b for a, b in rows)
-    ingest_landing(settings)
-    got = dict(
-        q(
-            settings,
-            "SELECT 'usage', count(*) FROM raw.usage_daily UNION ALL SELECT 'inv', count(*) FROM raw.invoices",
-        )
-    )
-    assert got == expected
+
+    report = ingest_landing(settings)
+    assert report.files_loaded + report.files_rejected == len(files) - len(manifest)
+    assert _snapshot_tables(home) == _snapshot_tables(Path(reference.home))

@@ -296,22 +296,47 @@ def test_read_only_home_fails_clearly_and_changes_nothing(loaded_home, tmp_path)
     assert _count(work, "SELECT count(*) FROM raw.usage_daily") == before
 
 
+@pytest.mark.faults
 def test_mlflow_store_killed_while_being_created_is_built_again_whole(tmp_path):
-    """A run killed during MLflow's schema migrations leaves only a scratch file: the next run
-    discards it and builds the store whole, instead of failing on a half-made schema."""
+    """A run SIGKILLed among MLflow's schema migrations (watched from outside: the scratch store
+    has a revision that is not the head yet) leaves only the scratch file: the next run discards
+    it and builds the store whole, instead of failing on a half-made schema."""
     import sqlite3
+    import time
 
+    from pipelines.store.repair import inspect, mlflow_versions
     from pipelines.store.tracking import experiment_client
 
     settings = load_settings(home=tmp_path, environ={})
     store = tmp_path / "mlflow" / "mlflow.db"
-    store.parent.mkdir(parents=True)
     half = store.with_name("mlflow.db.creating")
-    # What a kill among the migrations leaves: some of MLflow's tables, not all.
-    con = sqlite3.connect(half)
-    con.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name VARCHAR)")
-    con.commit()
-    con.close()
+    code = (
+        "import sys; from pipelines.store.config import load_settings;"
+        "from pipelines.store.tracking import experiment_client;"
+        "experiment_client(load_settings(home=sys.argv[1], environ={}))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline, revision = time.monotonic() + 240, None
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if half.exists():
+                state = inspect(half, mlflow_versions())
+                if state.current is not None and state.current != state.head:
+                    revision = state.current
+                    proc.kill()
+                    break
+        except sqlite3.Error:
+            pass  # caught mid-write
+        time.sleep(0.002)
+    proc.wait()
+    assert revision is not None, f"store creation ended (code {proc.returncode}) before the kill"
+    assert half.is_file() and not store.exists()  # only the scratch file is left
+
     client, experiment_id = experiment_client(settings)
     assert store.is_file() and not half.exists()
     assert client.get_experiment(experiment_id).name == settings.tracking.experiment

@@ -1,4 +1,4 @@
-"""Uplift: Qini arithmetic on hand-made cases, a two-model learner on a known effect, policy use."""
+"""Uplift: Qini arithmetic on hand-made cases (hand-worked table: test_uplift_snapshot.py), a two-model learner on a known effect, policy use."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.uplift import fit_uplift, qini_coefficient, qini_curve
-
-
-def test_qini_curve_by_hand():
-    # Sorted by score: T kept, C churned, T churned, C kept.
-    churned = np.array([0, 1, 1, 0])
-    treated = np.array([1, 0, 1, 0])
-    score = np.array([4.0, 3.0, 2.0, 1.0])
-    x, q = qini_curve(churned, treated, score)
-    assert x.tolist() == [0, 1, 2, 3, 4]
-    # k=1: 1 treated kept, no control yet → 1; k=2: 1 − 0·1/1 = 1; k=3: 1 − 0·2/1 = 1;
-    # k=4: 1 − 1·2/2 = 0.
-    assert q.tolist() == pytest.approx([0.0, 1.0, 1.0, 1.0, 0.0])
+from models.uplift import fit_uplift, qini_coefficient
 
 
 def test_qini_coefficient_is_one_for_a_perfect_ranking_and_negative_when_reversed():
@@ -267,3 +255,37 @@ def test_uplift_becomes_champion_only_above_the_bar_and_risk_ranking(qini, qini_
 
     ok, why = uplift_gate(qini, qini_risk, 0.0)
     assert ok is champion and why
+
+
+def test_campaign_loop_chooses_a_learner_by_customer_folds_and_fits_it_per_offer():
+    from models.uplift_eval import choose_campaign_learner
+    from models.uplift_holdout import mark_held_out, split_held_out
+
+    # Two list dates per customer: the inner folds must keep a customer's rows together.
+    one = _hazard_campaign(3000, 11).with_row_index("i")
+    frame = pl.concat(
+        [one.with_columns(pl.lit(d).alias("as_of")) for d in (date(2025, 1, 31), date(2025, 2, 28))]
+    ).with_columns(
+        pl.format("C{}", pl.col("i")).alias("customer_id"),
+        (pl.col("treated") | (pl.col("i") % 3 == 0)).alias("listed"),
+        pl.col("churned").cast(pl.Int32),
+    )
+    train, hold = split_held_out(mark_held_out(frame, 0.25, 0))
+    cols = ["price_sensitivity", "tickets", "segment"]
+    name, scores = choose_campaign_learner(train, cols, candidates=("solo", "two_model"))
+    assert name in ("solo", "two_model") and set(scores) == {"solo", "two_model"}
+    assert all(np.isfinite(v) for v in scores.values())
+    t, c = train.filter(pl.col("treated")), train.filter(~pl.col("treated"))
+    model = fit_uplift(
+        t, t["churned"].to_numpy(), c, c["churned"].to_numpy(), cols, seed=0, learner=name
+    )
+    assert model.offers == ["account_manager_visit", "discount"]
+    est = model.uplift_columns(hold)
+    assert est.columns == ["uplift_account_manager_visit", "uplift_discount"]
+    price = hold["price_sensitivity"].to_numpy()
+    discount = est["uplift_discount"].to_numpy()
+    assert discount[price > 0.6].mean() > discount[price < 0.4].mean()
+    given = model.uplift(hold, hold["offer"])
+    assert given[hold["offer"].is_null().to_numpy()].tolist() == [0.0] * int(
+        hold["offer"].is_null().sum()
+    )

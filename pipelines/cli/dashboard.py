@@ -26,10 +26,16 @@ def register(app: typer.Typer) -> None:
         from pathlib import Path
 
         import dashboards
+        from dashboards.access import bind_refusal, role_passwords
+        from pipelines.store.errors import ConfigError
         from pipelines.store.workdir import Workdir
 
         st = state(ctx)
-        home = Workdir.from_settings(st.settings()).home
+        settings = st.settings()
+        passwords = role_passwords(settings.security)
+        if refusal := bind_refusal(host, passwords):
+            raise ConfigError(refusal)
+        home = Workdir.from_settings(settings).home
         app_path = Path(dashboards.__file__).resolve().parent / "app.py"
         cmd = [
             sys.executable,
@@ -54,7 +60,8 @@ def register(app: typer.Typer) -> None:
             cmd += ["--config", str(Path(path).resolve())]
         if not (home / "warehouse.duckdb").exists():
             typer.echo(f"no warehouse in {home} yet: the cockpit will show its empty state")
-        typer.echo(f"retention cockpit on http://{host}:{port} (Ctrl+C to stop)")
+        wall = f"sign-in required ({', '.join(sorted(passwords))})" if passwords else "no sign-in"
+        typer.echo(f"retention cockpit on http://{host}:{port}, {wall} (Ctrl+C to stop)")
         try:
             rc = subprocess.run(cmd, check=False).returncode
         except KeyboardInterrupt:

@@ -46,8 +46,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.store.warehouse import default_as_of
 
         date = parse_date(as_of) or default_as_of(settings)
+        from pipelines.cli.common import summary
+        from pipelines.store.workdir import Workdir
+
         report = entry.features(settings, date, history)
-        typer.echo(
+        summary(
             f"built {len(report.as_of_dates)} snapshot(s) {report.as_of_dates[0]} .. {report.as_of_dates[-1]}: "
-            f"{report.rows:,} rows, {report.features} features in {report.seconds:.1f} s (data through {report.data_end})"
+            f"{report.rows:,} rows, {report.features} features in {report.seconds:.1f} s (data through {report.data_end})",
+            f"feat.customer_snapshot and {Workdir.from_settings(settings).features}",
         )

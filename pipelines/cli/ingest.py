@@ -23,8 +23,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load new landing files into DuckDB raw tables; bad rows go to quarantine."""
         from pipelines.run import entry
+        from pipelines.store.workdir import Workdir
 
-        report = entry.ingest(state(ctx).settings(), source)
+        settings = state(ctx).settings()
+        report = entry.ingest(settings, source)
+        if not report.files_seen:
+            where = source or Workdir.from_settings(settings).landing
+            typer.echo(
+                f"no landing files in {where}: nothing to load (`churn simulate` makes some)"
+            )
+            return
         typer.echo(
             f"files: {report.files_seen} seen, {report.files_loaded} loaded, "
             f"{report.files_skipped} unchanged or duplicate, {report.files_rejected} rejected "
@@ -39,6 +47,13 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"  rejected {path}: {reason}", fg=typer.colors.YELLOW)
         if report.rows_quarantined or report.rejected:
             typer.echo("see `churn status` for quarantined rows by reason")
+        from pipelines.cli.common import summary
+
+        summary(
+            f"loaded {report.files_loaded} of {report.files_seen} files "
+            f"({sum(report.rows_loaded.values()):,} rows)",
+            f"raw.* in {Workdir.from_settings(settings).db_path}",
+        )
 
     @app.command("status")
     def status_cmd(ctx: typer.Context) -> None:

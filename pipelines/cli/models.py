@@ -23,14 +23,22 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[str | None, typer.Option(help="Use snapshots up to this date.")] = None,
     ) -> None:
         """Tune and train a model out of time, log it to MLflow and register it as challenger."""
+        from pipelines.cli.common import progress_bar, summary
         from pipelines.cli.ops import parse_date
         from pipelines.run import entry
+        from pipelines.store.workdir import Workdir
 
-        r = entry.train(state(ctx).settings(), model, trials=trials, as_of=parse_date(as_of))
+        settings = state(ctx).settings()
+        with progress_bar(f"train {model}") as tell:
+            r = entry.train(settings, model, trials=trials, as_of=parse_date(as_of), progress=tell)
         typer.echo(
-            f"{model}: version {r.version} registered as challenger (run {r.run_id}); validated on "
-            f"{r.validation_as_of}: ROC-AUC {r.metrics['roc_auc']:.3f}, PR-AUC {r.metrics['pr_auc']:.3f}, "
-            f"lift@10% {r.metrics['top_decile_lift']:.2f}, Brier {r.metrics['brier']:.4f} ({r.seconds:.0f} s)"
+            f"validated on {r.validation_as_of}: ROC-AUC {r.metrics['roc_auc']:.3f}, "
+            f"PR-AUC {r.metrics['pr_auc']:.3f}, lift@10% {r.metrics['top_decile_lift']:.2f}, "
+            f"Brier {r.metrics['brier']:.4f}"
+        )
+        summary(
+            f"{model} v{r.version} registered as challenger (run {r.run_id}) in {r.seconds:.0f} s",
+            Workdir.from_settings(settings).tracking_uri(settings),
         )
 
     @app.command("promote")
@@ -56,7 +64,15 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from pipelines.stages.train import list_models
+        from pipelines.store.workdir import Workdir
 
+        settings = state(ctx).settings()
+        # Listing must not create an empty MLflow store as a side effect.
+        rows = [] if Workdir.from_settings(settings).no_mlflow_store(settings) else None
+        rows = list_models(settings) if rows is None else rows
+        if not rows:
+            typer.echo("no registered models yet: run `churn train` (or `churn demo`)")
+            return
         t = Table(title="registered models")
         cols = (
             "model",
@@ -71,7 +87,7 @@ def register(app: typer.Typer) -> None:
         )
         for c in cols:
             t.add_column(c)
-        for row in list_models(state(ctx).settings()):
+        for row in rows:
             t.add_row(
                 *[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c] or "") for c in cols]
             )
@@ -85,15 +101,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Score every active customer with the champion churn and credit models."""
+        from pipelines.cli.common import summary
         from pipelines.cli.ops import parse_date
         from pipelines.run import entry
         from pipelines.store.warehouse import default_as_of
+        from pipelines.store.workdir import Workdir
 
         settings = state(ctx).settings()
         r = entry.score(settings, parse_date(as_of) or default_as_of(settings))
-        typer.echo(
+        summary(
             f"scored {r.rows:,} customers for {r.as_of} in {r.seconds:.1f} s with "
-            f"{r.model_versions} on {r.executor}"
+            f"{r.model_versions} on {r.executor}",
+            f"scores.customer_scores in {Workdir.from_settings(settings).db_path}",
         )
 
     @app.command("snapshot")
@@ -116,11 +135,30 @@ def register(app: typer.Typer) -> None:
         task: Annotated[str, typer.Option(help="churn or credit")] = "churn",
         trials: Annotated[int, typer.Option(help="Optuna trials (1 = defaults).")] = 1,
         metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
+        treatment: Annotated[
+            str | None,
+            typer.Option(help="Campaign arm column: learn uplift instead of the target itself."),
+        ] = None,
+        treated: Annotated[str | None, typer.Option(help="Treatment value of the arm.")] = None,
+        control: Annotated[str | None, typer.Option(help="Control value of the arm.")] = None,
+        learner: Annotated[
+            str, typer.Option(help="Uplift learner: auto (inner CV) or one by name.")
+        ] = "auto",
+        seeds: Annotated[int, typer.Option(help="Uplift: stratified 70/30 splits.")] = 5,
+        goal: Annotated[
+            str, typer.Option(help="Uplift: the treatment should increase or decrease the target.")
+        ] = "increase",
     ) -> None:
-        """Train and evaluate the churn/credit model on a customer-level table you already have."""
+        """Train and evaluate the churn/credit model (or uplift, with --treatment) on your table."""
         from pipelines.stages.snapshot import run_snapshot
         from pipelines.store.errors import InputError
 
+        if treatment is not None:
+            _uplift_snapshot(
+                ctx, data, target, positive, treatment, treated, control, id_col,
+                drop or [], learner, seeds, goal, metrics_out,
+            )  # fmt: skip
+            return
         if task not in ("churn", "credit"):
             raise InputError("--task must be churn or credit")
         r = run_snapshot(
@@ -138,3 +176,26 @@ def register(app: typer.Typer) -> None:
         for k, v in r.metrics.items():
             typer.echo(f"{k:<16} {v:.4f}")
         typer.echo(f"MLflow run {r.run_id} ({r.seconds:.1f} s)")
+
+
+def _uplift_snapshot(
+    ctx, data, target, positive, treatment, treated, control, id_col, drop, learner, seeds, goal,
+    metrics_out,
+) -> None:  # fmt: skip
+    """`churn snapshot --treatment`: uplift learners on a campaign table, mean ± sd over splits."""
+    from pipelines.stages.snapshot_uplift import run_uplift_snapshot
+    from pipelines.store.errors import InputError
+
+    if treated is None or control is None:
+        raise InputError("--treatment needs --treated VALUE and --control VALUE")
+    r = run_uplift_snapshot(
+        state(ctx).settings(), data, target, positive, treatment, treated, control, id_col,
+        drop, learner, seeds, goal, metrics_out,
+    )  # fmt: skip
+    m = r.metrics
+    for k in ("qini", "uplift_at_30", "random_qini", "random_uplift_at_30"):
+        typer.echo(f"{k:<22} {m[k]:.4f} ± {m[k + '_sd']:.4f}")
+    typer.echo(f"{'ate':<22} {m['ate']:.4f}")
+    typer.echo(f"learner {m['learner']} (by seed: {', '.join(m['learner_by_seed'])})")
+    typer.echo(r.verdict)
+    typer.echo(f"charts: {', '.join(map(str, r.charts))} ({r.seconds:.0f} s)")

@@ -39,3 +39,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  - {reason}")
         for path in r.report_paths:
             typer.echo(f"  report: {path}")
+        from pipelines.cli.common import summary
+        from pipelines.store.workdir import Workdir
+
+        summary(
+            f"drift gate for {r.as_of}: {r.decision}",
+            Workdir.from_settings(settings).reports,
+        )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import state
+from pipelines.cli.common import report_user_errors_once, state
 from pipelines.store.workdir import prepare_prefect_env
 
 
@@ -35,19 +35,39 @@ def register(app: typer.Typer) -> None:
         budget: Annotated[float | None, typer.Option(help="Retention budget override.")] = None,
     ) -> None:
         """Run one monthly retention cycle (resumes where a failed run stopped)."""
+        from pipelines.store.errors import InputError
+        from pipelines.store.workdir import Workdir
+
         st = state(ctx)
         settings = st.settings()
+        wd = Workdir.from_settings(settings)
+        # Decided before Prefect starts (seconds): nothing loaded and nothing to load.
+        if not wd.db_path.exists() and not any(p.is_file() for p in wd.landing.rglob("*")):
+            raise InputError(
+                f"nothing to run a cycle on: no data loaded and no landing files in {wd.landing}; "
+                "run `churn simulate` first (or `churn demo`)"
+            )
+        parsed = parse_date(as_of)
         prepare_prefect_env(settings)
         from pipelines.run.flows import cycle_markdown, retention_cycle
+
+        report_user_errors_once()
 
         summary = retention_cycle(
             home=str(settings.home),
             config=[str(p) for p in st.config_files],
-            as_of=parse_date(as_of),
+            as_of=parsed,
             trials=trials,
             budget=budget,
         )
         typer.echo(cycle_markdown(summary))
+        from pipelines.cli.common import summary as done
+
+        target = summary.get("target") or {}
+        done(
+            f"retention cycle {summary.get('as_of')}: list {target.get('list_id', '—')}",
+            wd.lists,
+        )
 
     @app.command("serve")
     def serve(
@@ -126,11 +146,22 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("doctor")
-    def doctor(ctx: typer.Context) -> None:
+    def doctor(
+        ctx: typer.Context,
+        fix: Annotated[
+            bool,
+            typer.Option("--fix", help="Apply the repairs doctor knows (stores copied first)."),
+        ] = False,
+    ) -> None:
         """Check the work directory's integrity and say how to fix what is wrong."""
-        from pipelines.store.doctor import describe, healthy, run_checks
+        from pipelines.store.doctor import apply_repairs, describe, healthy, run_checks
 
-        findings = run_checks(state(ctx).settings())
+        settings = state(ctx).settings()
+        findings = run_checks(settings)
+        if fix:
+            for line in apply_repairs(findings):
+                typer.echo(line)
+            findings = run_checks(settings)
         for line in describe(findings):
             typer.echo(line)
         if not healthy(findings):

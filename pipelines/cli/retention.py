@@ -56,6 +56,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {kind:<15} {path}")
         if r.warning:
             typer.echo(f"warning: {r.warning}", err=True)
+        from pipelines.cli.common import summary
+        from pipelines.store.workdir import Workdir
+
+        summary(
+            f"published list {r.list_id} ({r.treated + r.control:,} rows)",
+            Workdir.from_settings(settings).lists / str(r.list_id),
+        )
 
     @app.command("evaluate")
     def evaluate_cmd(
@@ -108,7 +115,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"uplift not trained: {r.explanation}")
             raise typer.Exit(1)
         typer.echo(
-            f"uplift v{r.version} on lists {', '.join(r.lists)} ({r.rows}); "
+            f"uplift v{r.version} ({r.learner}) on lists {', '.join(r.lists)} ({r.rows}); "
             f"Qini by uplift {r.qini if r.qini is None else round(r.qini, 3)}, "
             f"by risk {r.qini_by_risk if r.qini_by_risk is None else round(r.qini_by_risk, 3)}"
         )

@@ -80,3 +80,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"monthly churn {min(rates):.2%} .. {max(rates):.2%}; files {summary.files_written}"
             )
+        from pipelines.cli.common import summary as done
+
+        done(
+            f"simulated {summary.customers:,} customers to {summary.last_date}, "
+            f"{summary.files_written} files",
+            Path(target) / "landing",
+        )

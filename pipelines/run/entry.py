@@ -43,13 +43,17 @@ def features(settings: Settings, as_of: date, history: int = 1) -> Any:
 
 
 def train(
-    settings: Settings, model: str, trials: int | None = None, as_of: date | None = None
+    settings: Settings,
+    model: str,
+    trials: int | None = None,
+    as_of: date | None = None,
+    progress=None,
 ) -> Any:
     # The final refit goes to the cluster inside train_model when executor.kind is dask.
     from pipelines.stages.train import train_model
 
     with locked(settings, f"train {model}"):
-        return train_model(settings, model, trials=trials, as_of=as_of)
+        return train_model(settings, model, trials=trials, as_of=as_of, progress=progress)
 
 
 def promote(settings: Settings, model: str, force: bool = False, reason: str | None = None) -> Any:

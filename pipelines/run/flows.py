@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -181,7 +182,7 @@ def lists_to_evaluate(settings: Settings) -> list[str]:
             " WHERE EXISTS (SELECT 1 FROM raw.contacts c WHERE c.list_id = l.list_id)"
             " ORDER BY 1"
         ).fetchall()
-    except Exception:  # no lists or no contacts yet
+    except duckdb.CatalogException:  # no lists or no contacts yet
         return []
     finally:
         con.close()
@@ -288,7 +289,7 @@ def _snapshots_stale(settings: Settings, as_of: date) -> bool:
         row = con.execute(
             "SELECT count(*) FROM feat.build_log WHERE stale AND as_of <= ?", [as_of]
         ).fetchone()
-    except Exception:  # no build log yet
+    except duckdb.CatalogException:  # no build log yet
         return False
     finally:
         con.close()

@@ -37,11 +37,15 @@ def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
         safe_name(list_id, "list id")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    con = connect(Workdir.from_settings(settings))
+    wd = Workdir.from_settings(settings)
+    if not wd.db_path.exists():
+        raise InputError(f"no retention list {list_id!r}: nothing is loaded in {wd.home} yet")
+    con = connect(wd)
     try:
         con.execute(RESULTS_DDL)
-        frame = con.sql(
-            """
+        try:
+            frame = con.sql(
+                """
             SELECT l.customer_id, l.as_of, l.offer, l.value_tier, l.value, l.contact_cost,
                    l.offer_cost, l.control_flag, d.disconnect_date, c.response,
                    (SELECT max(usage_date) FROM raw.usage_daily) AS data_end
@@ -50,8 +54,10 @@ def evaluate_list(settings: Settings, list_id: str) -> EvaluationReport:
             LEFT JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
             WHERE l.list_id = ?
             """,
-            params=[list_id],
-        ).pl()
+                params=[list_id],
+            ).pl()
+        except duckdb.CatalogException:  # no lists, contacts or usage yet
+            raise InputError(f"no retention list {list_id!r}: run `churn target` first") from None
         if frame.is_empty():
             raise InputError(f"no retention list {list_id!r}")
         as_of, data_end = frame["as_of"][0], frame["data_end"][0]

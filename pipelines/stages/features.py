@@ -94,6 +94,14 @@ def with_relative(frame: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(pl.col(s.name).round(6) for s in relative_specs())
 
 
+def check_as_of(as_of: date, end: date | None) -> None:
+    """An as-of the loaded usage data cannot cover is the user's to fix, in one line."""
+    if end is None:
+        raise InputError("no usage rows loaded yet: run `churn simulate` and `churn ingest` first")
+    if as_of > end:
+        raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+
+
 def build_snapshots(
     settings: Settings, as_of: date, history: int = 1, con=None
 ) -> FeatureBuildReport:
@@ -108,8 +116,7 @@ def build_snapshots(
             end = data_end(con)
         except duckdb.CatalogException:
             raise InputError("no usage data loaded: run `churn ingest` first") from None
-        if end is None or as_of > end:
-            raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+        check_as_of(as_of, end)
         report.data_end = end
         parts = -(-_customers(con) // settings.warehouse.partition_customers)
         if own and parts > 1:
@@ -354,8 +361,7 @@ def build_snapshots_partitioned(
         raise InputError("no usage data loaded: run `churn ingest` first") from None
     finally:
         con.close()
-    if end is None or as_of > end:
-        raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+    check_as_of(as_of, end)
     report.data_end = end
     parts = parts or settings.executor.partitions
     con = connect(wd)

@@ -386,6 +386,7 @@ def _ingest_one(con, path, source, known, loaded_digests, settings, report) -> N
         con.execute("ROLLBACK")
         raise
     loaded, bad, _ = counts
+    log.debug("committed %s: %d rows loaded, %d quarantined", path.name, loaded, bad)
     known[sfile] = (digest, "loaded")
     loaded_digests[digest] = sfile
     report.files_loaded += 1

@@ -87,7 +87,7 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
             """,
             params={"as_of": as_of, "period": period_days},
         ).pl()
-    except Exception as exc:  # missing tables: say which step to run
+    except duckdb.CatalogException as exc:  # missing tables: say which step to run
         raise InputError(
             f"no scores to target for {as_of}: run `churn score --as-of {as_of}` ({exc})".split(
                 "\n"

@@ -7,16 +7,18 @@ import json
 import logging
 import tempfile
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import mlflow
 import numpy as np
+import pandas as pd
 import polars as pl
+import polars.selectors as cs
 
 from configs.contracts import REGISTERED
 from configs.schema import Settings
@@ -28,7 +30,7 @@ from models.promotion import decide
 from pipelines.stages.features import data_span, load_snapshots
 from pipelines.store.errors import ConfigError, InputError, ShortHistoryError
 from pipelines.store.registry import load_bundle
-from pipelines.store.tracking import experiment_client, git_commit
+from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, audit
 
@@ -54,12 +56,6 @@ class PromotionResult:
     explanation: str
 
 
-# The wrapper takes polars or pandas frames, so MLflow's type-hint validation does not apply.
-warnings.filterwarnings(
-    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
-)
-
-
 class BundleModel(mlflow.pyfunc.PythonModel):
     """MLflow wrapper: calibrated probabilities from a snapshot-shaped frame."""
 
@@ -67,7 +63,14 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         self.trained = trained
         self.label = label
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+    # Typed so MLflow knows the input is a frame (pandas when served; polars when scoring calls
+    # it directly): a DataFrame hint needs no schema inference and raises no "add type hints".
+    def predict(
+        self,
+        context: Any,  # noqa: ARG002 - MLflow's signature
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,  # noqa: ARG002
+    ) -> np.ndarray:
         frame = (
             pl.from_pandas(model_input)
             if not isinstance(model_input, pl.DataFrame)
@@ -217,14 +220,23 @@ def train_model(
     model: Literal["churn", "credit"],
     trials: int | None = None,
     as_of: date | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainResult:
-    """Tune, train and calibrate; log everything to MLflow; register as `challenger`."""
+    """Tune, train and calibrate; log everything to MLflow; register as `challenger`.
+
+    `progress(step, done, total)` is told each step: the trials, then the final fit, evaluation
+    and logging (the CLI draws it as a bar).
+    """
     if model not in REGISTERED:
         raise InputError(f"unknown model {model!r}: choose churn or credit")
     started = time.perf_counter()
     cfg = settings.models
     trials = trials or cfg.trials
+    total = trials + 4  # loading, the trials, final fit, evaluation, logging
+    tell = progress or (lambda step, done, total: None)
+    tell("loading snapshots", 0, total)
     train, valid, label, train_dates, valid_date = training_frames(settings, model, as_of)
+    tell(f"tuning ({trials} trial{'s' if trials != 1 else ''})", 1, total)
     columns = feature_columns(train.columns)
     # Early stopping and tuning use a random fifth of the training rows; the out-of-time
     # validation date is only ever used for the reported metrics and the promotion gate.
@@ -246,6 +258,11 @@ def train_model(
             with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
                 mlflow.log_params(params)
                 mlflow.log_metric("inner_pr_auc", score)
+            tell(
+                f"trial {trial.number + 1}/{trials}: inner PR-AUC {score:.3f}",
+                2 + trial.number,
+                total,
+            )
 
         best_params, best_inner = lgbm.tune(
             tr,
@@ -260,6 +277,7 @@ def train_model(
             settings.seed,
             on_trial=on_trial,
             timeout=cfg.timeout_seconds,
+            show_progress_bar=progress is None,  # the caller draws its own
         )
         if settings.executor.kind == "dask" and settings.executor.dask_training:
             from pipelines.stages.train_dask import fit_on_dask
@@ -267,6 +285,7 @@ def train_model(
             trained, on_dask = fit_on_dask(settings, tr, y_tr, va, y_va, columns, best_params)
             mlflow.set_tags(on_dask)
         else:
+            tell("final fit and calibration", total - 3, total)
             trained = lgbm.fit(
                 tr,
                 y_tr,
@@ -280,6 +299,7 @@ def train_model(
                 settings.seed,
                 refit=True,
             )
+        tell(f"evaluating on {valid_date}", total - 2, total)
         reason_metrics = reason_agreement(settings, trained, valid)
         y_val = valid[label].to_numpy().astype(float)
         p_val = trained.predict(valid)
@@ -299,13 +319,18 @@ def train_model(
             }
         )
         mlflow.log_metrics({**scores, **reason_metrics, "inner_pr_auc": best_inner})
+        tell("logging to MLflow and registering", total - 1, total)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "features.json").write_text(json.dumps(columns, indent=2))
             _plots(y_val, p_val, trained.importance(), folder)
             mlflow.log_artifacts(str(folder), artifact_path="evaluation")
-        # The model takes snapshot rows as they are stored (text categories, numbers).
-        example = valid.select(columns).head(5).to_pandas()
+        # The model takes snapshot rows as they are stored (text categories, numbers). Integer
+        # columns are declared doubles: a missing value at scoring time is then no schema error
+        # (and MLflow has no reason to warn about integer columns).
+        example = (
+            valid.select(columns).head(5).with_columns(cs.integer().cast(pl.Float64)).to_pandas()
+        )
         signature = mlflow.models.infer_signature(example, trained.predict(valid.head(5)))
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -313,12 +338,13 @@ def train_model(
             signature=signature,
             input_example=example,
         )
-        version = mlflow.register_model(info.model_uri, name)
+        version = register_version(client, name, info)
         client.set_registered_model_alias(name, "challenger", version.version)
         client.set_model_version_tag(name, version.version, "validation_as_of", str(valid_date))
         # The gate compares only models for the same horizon.
         client.set_model_version_tag(name, version.version, "label", label)
         client.set_model_version_tag(name, version.version, "horizon_days", str(cfg.horizon_days))
+    tell("done", total, total)
     return TrainResult(
         model=model,
         run_id=run.info.run_id,
@@ -396,7 +422,9 @@ def list_models(settings: Settings) -> list[dict]:
         try:
             versions = client.search_model_versions(f"name='{name}'")
             aliases = client.get_registered_model(name).aliases
-        except mlflow.exceptions.MlflowException:
+        except mlflow.exceptions.MlflowException as exc:
+            if not alias_missing(exc):
+                raise
             continue
         by_version: dict[str, list[str]] = {}
         for alias, v in aliases.items():

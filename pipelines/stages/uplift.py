@@ -9,16 +9,29 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import mlflow
+import pandas as pd
 import polars as pl
 
 from configs.contracts import UPLIFT_MODEL
 from configs.schema import Settings
 from features.columns import feature_columns
-from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
+from models.uplift import (
+    OFFER_COLUMN,
+    PerOfferUplift,
+    UpliftModel,
+    fit_risk,
+    fit_uplift,
+    qini_coefficient,
+    uplift_gate,
+)
+from models.uplift_eval import choose_campaign_learner
+from models.uplift_holdout import mark_held_out, split_held_out
 from pipelines.stages.features import load_snapshots
-from pipelines.store.tracking import experiment_client, git_commit
+from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, mask_salt
 from retention.masking import mask_ids
@@ -37,7 +50,9 @@ class UpliftResult:
     champion: bool = False
     qini: float | None = None
     qini_by_risk: float | None = None
-    qini_two_model: float | None = None
+    qini_two_model: float | None = None  # no longer measured: see learner and inner_qini
+    learner: str | None = None
+    inner_qini: dict[str, float] = field(default_factory=dict)
     lists: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -46,10 +61,16 @@ class UpliftResult:
 class UpliftBundle(mlflow.pyfunc.PythonModel):
     """MLflow wrapper: `uplift_<offer>` columns for snapshot-shaped rows."""
 
-    def __init__(self, model: UpliftModel) -> None:
+    def __init__(self, model: UpliftModel | PerOfferUplift) -> None:
         self.model = model
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+    # Typed (a DataFrame needs no schema inference), so MLflow raises no "add type hints".
+    def predict(
+        self,
+        context: Any,  # noqa: ARG002 - MLflow's signature
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,  # noqa: ARG002
+    ) -> pd.DataFrame:
         frame = (
             model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         )
@@ -78,7 +99,7 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
                     ORDER BY m.as_of""",
                 params={"as_of": as_of},
             ).pl()
-        except Exception:  # no lists or no contacts yet
+        except duckdb.CatalogException:  # no lists or no contacts yet
             return pl.DataFrame()
         if lists.is_empty():
             return pl.DataFrame()
@@ -123,15 +144,15 @@ def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame
         .unique()
     )
     frame = frame.join(recent, on=["customer_id", "as_of"], how="anti")
-    # Held-out campaign customers by a hash of the id: stable across runs and lists.
-    held = (frame["customer_id"].hash(seed=settings.seed) % 10_000) < int(
-        cfg.holdout_share * 10_000
-    )
-    return frame.with_columns((held & pl.col("listed")).alias("held_out"))
+    return mark_held_out(frame, cfg.holdout_share, settings.seed)
 
 
 def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
-    """Fit the two-model uplift estimator; log, register, and make champion if Qini clears the bar."""
+    """Fit the uplift learner; log, register, and make champion if held-out Qini clears the gate.
+
+    The learner is `retention.uplift.learner`, or with `auto` the one with the best Qini over an
+    inner CV of the training customers; the hold-out never chooses, it only gates.
+    """
 
     started = time.perf_counter()
     cfg = settings.retention.uplift
@@ -142,16 +163,20 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             f"{listed.height} customers on matured, played-out lists; uplift needs "
             f"{cfg.min_list_rows} (lists mature {cfg.horizon_days} days after their date)"
         )
-        log.info("uplift not trained: %s", why)
+        log.debug("uplift not trained: %s", why)  # the caller reports it (CLI line, cycle summary)
         return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
     columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
-    train = frame.filter(~pl.col("held_out"))
-    hold = frame.filter(pl.col("held_out"))
+    train, hold = split_held_out(frame)
     treated = train.filter(pl.col("treated"))
     control = train.filter(~pl.col("treated"))
 
-    def fit(learner: str):
-        return fit_uplift(
+    inner: dict[str, float] = {}
+    learner = cfg.learner
+    if learner == "auto":
+        learner, inner = choose_campaign_learner(train, columns, seed=settings.seed)
+
+    try:
+        model = fit_uplift(
             treated,
             treated["churned"].to_numpy().astype(float),
             control,
@@ -160,23 +185,22 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             seed=settings.seed,
             learner=learner,
         )
-
-    try:
-        model = fit("relative")
+        # Ranking by risk is what uplift must beat: churn without contact, learned from controls.
+        risk = (
+            model.control
+            if isinstance(model, UpliftModel)
+            else fit_risk(
+                control, control["churned"].to_numpy().astype(float), columns, settings.seed
+            )
+        )
     except ValueError as exc:
         return UpliftResult(False, f"uplift not trained: {exc}")
     y, t = hold["churned"].to_numpy(), hold["treated"].to_numpy()
     if t.all() or not t.any():
-        qini = qini_risk = qini_two = None
+        qini = qini_risk = None
     else:
         qini = qini_coefficient(y, t, model.uplift(hold, hold[OFFER_COLUMN]))
-        qini_risk = qini_coefficient(y, t, model.control.predict(hold))
-        # The T-learner on the same rows, for comparison (it was the learner before).
-        try:
-            two = fit("two_model")
-            qini_two = qini_coefficient(y, t, two.uplift(hold, hold[OFFER_COLUMN]))
-        except ValueError:
-            qini_two = None
+        qini_risk = qini_coefficient(y, t, risk.predict(hold))
     lists = sorted(set(map(str, listed["as_of"].unique().to_list())))
     rows = {
         "treated": treated.height,
@@ -190,8 +214,12 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         mlflow.set_tags({"model": UPLIFT_MODEL, "stage": "train", "git_commit": git_commit()})
         mlflow.log_params(
             {
-                "learner": "LightGBM control risk + ridge offer shift on its log-odds",
-                "offer_shift_penalty": model.treated.penalty,
+                "learner": learner,
+                **(
+                    {"offer_shift_penalty": model.treated.penalty}
+                    if isinstance(model, UpliftModel)
+                    else {}
+                ),
                 "list_dates": ",".join(lists),
                 "horizon_days": cfg.horizon_days,
                 "offers": ",".join(model.offers),
@@ -201,8 +229,9 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         )
         if qini is not None:
             mlflow.log_metrics({"qini": qini, "qini_rank_by_risk": qini_risk})
-            if qini_two is not None:
-                mlflow.log_metric("qini_two_model", qini_two)
+        finite = {f"inner_qini_{k}": v for k, v in inner.items() if v > float("-inf")}
+        if finite:
+            mlflow.log_metrics(finite)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "uplift_holdout.csv"
             # Artifacts carry masked keys only, like the lists marketing receives.
@@ -218,7 +247,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             ).write_csv(path)
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         info = mlflow.pyfunc.log_model(name="model", python_model=UpliftBundle(model))
-        version = str(mlflow.register_model(info.model_uri, UPLIFT_MODEL).version)
+        version = str(register_version(client, UPLIFT_MODEL, info).version)
     client.set_registered_model_alias(UPLIFT_MODEL, "challenger", version)
     if champion:
         client.set_registered_model_alias(UPLIFT_MODEL, "champion", version)
@@ -230,19 +259,25 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         champion,
         qini,
         qini_risk,
-        qini_two,
+        None,
         lists,
         rows,
         round(time.perf_counter() - started, 2),
+        learner,
+        inner,
     )
 
 
-def load_uplift(settings: Settings, alias: str = "champion") -> tuple[UpliftModel, str] | None:
+def load_uplift(
+    settings: Settings, alias: str = "champion"
+) -> tuple[UpliftModel | PerOfferUplift, str] | None:
     """The uplift model behind an alias and its version, or None when there is none yet."""
     client, _ = experiment_client(settings)
     try:
         mv = client.get_model_version_by_alias(UPLIFT_MODEL, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
         return None
     loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@{alias}")
     return loaded.unwrap_python_model().model, str(mv.version)

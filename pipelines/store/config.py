@@ -105,6 +105,11 @@ def load_settings(
 
 def config_hash(settings: Settings) -> str:
     """A short fingerprint of the resolved business configuration (home excluded)."""
-    payload = settings.model_dump(mode="json", exclude={"home"})
+    # Who may open the cockpit is not business configuration: setting a password must not
+    # invalidate the cycle ledger.
+    payload = settings.model_dump(
+        mode="json",
+        exclude={"home": True, "security": {"dashboard_password", "marketing_password"}},
+    )
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

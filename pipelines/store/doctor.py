@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -22,6 +23,8 @@ class Finding:
     ok: bool
     detail: str
     fix: str = ""
+    # What `churn doctor --fix` runs for this problem (None: the fix is the user's to apply).
+    repair: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -179,21 +182,107 @@ def check_lists(
     return out
 
 
+def check_stores(settings: Settings, wd: Workdir) -> list[Finding]:
+    """Prefect's home database and the MLflow store must not be half-migrated (a kill inside
+    one of their schema migrations), which would make every later start fail."""
+    from pipelines.store import repair as store_repair
+
+    prefect_env = {"PREFECT_HOME": str(wd.prefect_home)}
+    stores = [
+        (
+            "Prefect home database",
+            wd.prefect_home / "prefect.db",
+            store_repair.prefect_versions,
+            store_repair.PREFECT_MIGRATE,
+            prefect_env,
+        )
+    ]
+    if not settings.tracking.tracking_uri:
+        stores.append(
+            (
+                "MLflow store",
+                wd.mlflow_db,
+                store_repair.mlflow_versions,
+                store_repair.MLFLOW_MIGRATE,
+                {},
+            )
+        )
+    out = []
+    for name, db, versions, migrate, env in stores:
+        if not db.is_file():
+            continue
+        state = store_repair.inspect(db, versions())
+        if not state.half_migrated:
+            out.append(Finding(name, True, f"schema at {state.current or 'no revision yet'}"))
+            continue
+        # Some packages finish a killed migration themselves: only a store whose migrations
+        # fail on a copy of it is reported.
+        failure = store_repair.heals_itself(state, migrate, env)
+        if failure is None:
+            out.append(
+                Finding(name, True, "a killed migration left tables; the next start finishes it")
+            )
+            continue
+
+        def fix(state=state, migrate=migrate, env=env) -> str:
+            return store_repair.repair(state, migrate, env)
+
+        out.append(
+            Finding(
+                name,
+                False,
+                f"{db} is half-migrated (a run was killed inside a schema migration): "
+                f"at revision {state.current or 'none'} with leftover table(s) "
+                f"{', '.join(state.leftovers)}; every start fails ({failure})",
+                "`churn doctor --fix` copies the store aside, drops the leftovers and runs the "
+                "migrations again (or, if they cannot finish, starts a new store)",
+                repair=fix,
+            )
+        )
+    scratch = wd.mlflow_db.with_name(wd.mlflow_db.name + ".creating")
+    if scratch.exists():
+
+        def drop_scratch() -> str:
+            scratch.unlink(missing_ok=True)
+            return f"removed {scratch}"
+
+        out.append(
+            Finding(
+                "MLflow store",
+                False,
+                f"{scratch} is left from a store creation that was killed",
+                "`churn doctor --fix` removes it (the next run would too)",
+                repair=drop_scratch,
+            )
+        )
+    return out
+
+
+def apply_repairs(findings: list[Finding]) -> list[str]:
+    """Run the repairs of the failed findings that have one; what each did."""
+    return [f"fixed {f.check}: {f.repair()}" for f in findings if not f.ok and f.repair]
+
+
 def run_checks(settings: Settings) -> list[Finding]:
     wd = Workdir.from_settings(settings)
     if not wd.home.exists():
-        return [Finding("work directory", False, f"{wd.home} does not exist", "run `churn demo`")]
+        # Nothing there is nothing broken: `churn demo` or `churn simulate` creates it.
+        return [Finding("work directory", True, f"{wd.home} does not exist yet (nothing to check)")]
     findings = [
         Finding("work directory", os.access(wd.home, os.W_OK), str(wd.home), "make it writable")
     ]
     findings += check_partial_files(wd)
+    stores = check_stores(settings, wd)
+    findings += stores
+    # Opening a half-migrated MLflow store would fail (or migrate it): its registry waits.
+    mlflow_broken = any(f.check == "MLflow store" and not f.ok for f in stores)
     if not wd.db_path.exists():
         return findings + [Finding("warehouse", False, "no DuckDB warehouse", "run `churn ingest`")]
     con = connect(wd, read_only=True)
     try:
         tables = _tables(con)
         findings += check_manifest(con, tables)
-        registry, existing = check_registry(settings, wd)
+        registry, existing = ([], set()) if mlflow_broken else check_registry(settings, wd)
         findings += registry
         findings += check_lists(con, tables, existing, wd)
     finally:

@@ -8,7 +8,7 @@ from configs.contracts import CHURN_MODEL, CREDIT_MODEL
 from configs.schema import Settings
 from models import lgbm
 from pipelines.store.errors import InputError
-from pipelines.store.tracking import experiment_client
+from pipelines.store.tracking import alias_missing, experiment_client
 from pipelines.store.workdir import Workdir
 
 
@@ -17,7 +17,9 @@ def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.Trained
     client, _ = experiment_client(settings)
     try:
         mv = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
         raise InputError(
             f"no {alias} version of model {name!r}: run `churn train --model ...` first"
         ) from None
@@ -36,6 +38,8 @@ def has_champions(settings: Settings, names: tuple[str, ...] = (CHURN_MODEL, CRE
     for name in names:
         try:
             client.get_model_version_by_alias(name, "champion")
-        except mlflow.exceptions.MlflowException:  # no such model or alias
+        except mlflow.exceptions.MlflowException as exc:
+            if not alias_missing(exc):
+                raise  # a broken or locked store is not "no champion": retraining would hide it
             return False
     return True

@@ -68,3 +68,28 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+# What the registry answers for a model or alias that does not exist (file and SQL stores); any
+# other MLflow error (a locked or broken store, a server fault) is not "no such version".
+_MISSING_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def alias_missing(exc: Exception) -> bool:
+    """True when a registry lookup failed only because the model or alias does not exist."""
+    return getattr(exc, "error_code", None) in _MISSING_CODES
+
+
+def register_version(client, name: str, info):
+    """A logged model as a new version of `name`, through the client: the fluent
+    mlflow.register_model prints "Registered model ... already exists" on every retrain."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    return client.create_model_version(
+        name, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
+    )
