@@ -303,3 +303,40 @@ def raw_table_ddl(table: Table, schema: str = "raw") -> str:
     """CREATE TABLE statement for a raw table (identifiers come from the contract, not input)."""
     cols = ", ".join(f'"{c.name}" {c.dtype}' for c in table.columns + LINEAGE_COLUMNS)
     return f'CREATE TABLE IF NOT EXISTS {schema}."{table.name}" ({cols})'
+
+
+# Validation SQL built from the contract (identifiers and literals come from the contract).
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def validation_sql(table: Table) -> list[str]:
+    """One SQL expression per rule, each yielding a reason text or NULL."""
+    out = []
+    for c in table.columns:
+        col = f'"{c.name}"'
+        if not c.nullable:
+            out.append(f"CASE WHEN {col} IS NULL THEN '{c.name}: missing value' END")
+        out.append(
+            f"CASE WHEN {col} IS NOT NULL AND TRY_CAST({col} AS {c.dtype}) IS NULL"
+            f" THEN '{c.name}: not a valid {c.dtype.lower()}' END"
+        )
+        if c.allowed:
+            allowed = ", ".join(_sql_literal(v) for v in c.allowed)
+            out.append(
+                f"CASE WHEN {col} IS NOT NULL AND TRY_CAST({col} AS VARCHAR) NOT IN ({allowed})"
+                f" THEN '{c.name}: value not allowed' END"
+            )
+        if c.min_value is not None:
+            out.append(
+                f"CASE WHEN TRY_CAST({col} AS DOUBLE) < {float(c.min_value)}"
+                f" THEN '{c.name}: below minimum {c.min_value:g}' END"
+            )
+        if c.max_value is not None:
+            out.append(
+                f"CASE WHEN TRY_CAST({col} AS DOUBLE) > {float(c.max_value)}"
+                f" THEN '{c.name}: above maximum {c.max_value:g}' END"
+            )
+    return out

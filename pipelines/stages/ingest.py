@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from configs.contracts import LINEAGE_COLUMNS, TABLES, Table, raw_table_ddl
+from configs.contracts import LINEAGE_COLUMNS, TABLES, Table, raw_table_ddl, validation_sql
 from configs.schema import Settings
 from pipelines.store.errors import InputError
 from pipelines.store.warehouse import META_DDL, connect
@@ -79,44 +79,6 @@ def discover(source: Path) -> list[Path]:
     return sorted(files, key=lambda p: (file_date(p) or date.min, str(p)))
 
 
-# --- validation SQL built from the contract (identifiers and literals come from the contract) ----
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _checks(table: Table, present: set[str]) -> list[str]:
-    """One SQL expression per rule, each yielding a reason text or NULL."""
-    out = []
-    for c in table.columns:
-        col = f'"{c.name}"'
-        if not c.nullable:
-            out.append(f"CASE WHEN {col} IS NULL THEN '{c.name}: missing value' END")
-        out.append(
-            f"CASE WHEN {col} IS NOT NULL AND TRY_CAST({col} AS {c.dtype}) IS NULL"
-            f" THEN '{c.name}: not a valid {c.dtype.lower()}' END"
-        )
-        if c.allowed:
-            allowed = ", ".join(_sql_literal(v) for v in c.allowed)
-            out.append(
-                f"CASE WHEN {col} IS NOT NULL AND TRY_CAST({col} AS VARCHAR) NOT IN ({allowed})"
-                f" THEN '{c.name}: value not allowed' END"
-            )
-        if c.min_value is not None:
-            out.append(
-                f"CASE WHEN TRY_CAST({col} AS DOUBLE) < {float(c.min_value)}"
-                f" THEN '{c.name}: below minimum {c.min_value:g}' END"
-            )
-        if c.max_value is not None:
-            out.append(
-                f"CASE WHEN TRY_CAST({col} AS DOUBLE) > {float(c.max_value)}"
-                f" THEN '{c.name}: above maximum {c.max_value:g}' END"
-            )
-    del present
-    return out
-
-
 def _reader(path: Path) -> str:
     if path.suffix.lower() == ".csv":
         # Every column as text: bad values become quarantined rows, not a failed load.
@@ -162,7 +124,7 @@ def _load_file(
 ) -> tuple[int, int, int]:
     """Validate and load one staged file inside the caller's transaction: (loaded, bad, superseded)."""
     key = ", ".join(f'"{k}"' for k in table.key)
-    reasons = _checks(table, set(table.column_names))
+    reasons = validation_sql(table)
     key_present = " AND ".join(f'"{k}" IS NOT NULL' for k in table.key)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _checked AS SELECT *,"

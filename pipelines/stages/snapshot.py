@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from configs.schema import Settings
-from models import blend, lgbm, metrics
+from models import snapshot_fit
 from models.tabular import (
     add_family_sums,
     clean_text,
@@ -74,74 +74,6 @@ def prepare(
     return x.select(keep), y.astype(float), keep
 
 
-def _split_inner(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    return train_test_split(idx, test_size=0.2, stratify=y, random_state=seed)
-
-
-def _fit_tree(x, y, cols, params, settings: Settings, seed: int) -> lgbm.TrainedModel:
-    """LightGBM with early stopping and calibration on an inner 20 %, then refit on all rows."""
-    inner_tr, inner_va = _split_inner(y, seed)
-    return lgbm.fit(
-        x[inner_tr],
-        y[inner_tr],
-        x[inner_va],
-        y[inner_va],
-        cols,
-        params,
-        settings.models.snapshot.num_boost_round,
-        settings.models.early_stopping_rounds,
-        settings.models.calibration,
-        seed,
-        refit=True,
-    )
-
-
-def _tune(x, y, cols, settings: Settings, trials: int, seed: int) -> dict:
-    """Optuna on an inner split of the training rows only (never the evaluation rows)."""
-    if trials <= 1:
-        return {}
-    tr, va = _split_inner(y, seed)
-    params, _ = lgbm.tune(
-        x[tr],
-        y[tr],
-        x[va],
-        y[va],
-        cols,
-        settings.models.snapshot.search_space,
-        trials,
-        settings.models.snapshot.num_boost_round,
-        settings.models.early_stopping_rounds,
-        seed,
-        show_progress_bar=False,
-    )
-    return params
-
-
-def _fit_eval(x_tr, y_tr, x_te, y_te, cols, settings: Settings, task: str, trials: int, seed: int):
-    """Everything that is chosen (parameters, blend weight) is chosen on the training rows."""
-    params = _tune(x_tr, y_tr, cols, settings, trials, seed)
-    snap = settings.models.snapshot
-    if snap.blend:
-        model = blend.fit_blend(
-            x_tr,
-            y_tr,
-            cols,
-            lambda xf, yf, s: _fit_tree(xf, yf, cols, params, settings, s),
-            folds=snap.blend_folds,
-            cs=snap.linear_c,
-            seed=seed,
-        )
-        info = {**params, **model.info}
-    else:
-        model = _fit_tree(x_tr, y_tr, cols, params, settings, seed)
-        info = dict(params)
-    p = model.predict(x_te)
-    return metrics.summary(y_te, p, task, settings.models.empc.model_dump()), info
-
-
 def run_snapshot(
     settings: Settings,
     data: Path,
@@ -183,36 +115,31 @@ def run_snapshot(
             [pl.col(c).cast(x.schema[c], strict=False) for c in base]
         )
         x_te = add_family_sums(x_te, families)
-        m, info = _fit_eval(x, y, x_te, y_te, cols, settings, task, trials, seed)
+        m, info = snapshot_fit.fit_eval(x, y, x_te, y_te, cols, settings, task, trials, seed)
         folds.append(m)
         params.append(info)
     else:
         skf = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
         for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y)):
-            m, info = _fit_eval(x[tr], y[tr], x[te], y[te], cols, settings, task, trials, seed + k)
+            m, info = snapshot_fit.fit_eval(
+                x[tr], y[tr], x[te], y[te], cols, settings, task, trials, seed + k
+            )
             folds.append(m)
             params.append(info)
     keys = [k for k in METRIC_KEYS if task == "churn" or k != "empc"]
     result = {k: float(np.mean([f[k] for f in folds])) for k in keys}
     result["n_rows"] = float(len(y))
     result["positive_rate"] = float(y.mean())
-    summary = {**_summarise(params), **({"family_sums": len(families)} if families else {})}
+    summary = {
+        **snapshot_fit.summarise_params(params),
+        **({"family_sums": len(families)} if families else {}),
+    }
     seconds = round(time.perf_counter() - started, 2)
     out = SnapshotResult(result, folds, summary, params, seconds=seconds)
     if track:
         out.run_id = _track(settings, data, target, task, out)
     if metrics_out is not None:
         atomic_write_text(Path(metrics_out), json.dumps(result, indent=2))
-    return out
-
-
-def _summarise(fold_params: list[dict]) -> dict:
-    """One value per key: the value itself if every fold agrees, else the fold values in order."""
-    keys = list(dict.fromkeys(k for p in fold_params for k in p))
-    out = {}
-    for k in keys:
-        values = [p.get(k) for p in fold_params]
-        out[k] = values[0] if len(set(map(str, values))) == 1 else ",".join(map(str, values))
     return out
 
 
