@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from configs.schema import SimulatorConfig
-from simulator.landing import LandingWriter, conform
+from simulator.landing import LandingWriter, conform, write_month
 from simulator.population import plans_frame
 from simulator.world import EFFECT, SimulationSummary, World
 
@@ -46,7 +46,9 @@ def _run(
         contacts = world.apply_treatments(treatments, world.next_month)
     arrears = []
     for i in range(months):
-        stats = world.step(writer, contacts if i == 0 else None)
+        tables = world.step(contacts if i == 0 else None)
+        write_month(writer, tables)
+        stats = tables.stats
         summary.churn_rate[stats["month"]] = round(stats["churn_rate"], 4)
         arrears.append(stats["serious_arrears"])
         if progress:
