@@ -177,6 +177,13 @@ class Offer(Section):
 class ChannelConfig(Section):
     cost: float = Field(ge=0.0)
     capacity: int = Field(ge=0)
+    reach: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of contacts that get through to the customer."
+    )
+    persuasion: float = Field(
+        1.0, gt=0.0, le=2.0, description="Acceptance multiplier once reached (1 = a call)."
+    )
+    segments: list[Segment] = ["individual", "family", "enterprise", "government"]
 
 
 class ContactPolicy(Section):
@@ -194,6 +201,11 @@ class UpliftConfig(Section):
     min_list_rows: int = Field(200, ge=20, description="Campaign rows needed before training.")
     min_qini: float = Field(
         0.0, description="Held-out Qini coefficient a model needs to become champion."
+    )
+    reference_channel: Channel = Field(
+        "sms",
+        description="The channel learning campaigns use, so uplift estimates refer to it; the "
+        "policy scales them to other channels by reach × persuasion.",
     )
 
 

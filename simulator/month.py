@@ -131,7 +131,9 @@ def usage(w: World, m: Month) -> DailyUsage:
         m.intent > 0, m.intent, np.where(m.churns, m.churn_day, np.iinfo(np.int64).max // 8)
     )
     until = (upcoming[:, None] - day_idx[None, :]).astype(np.float32)
-    decline = np.clip(until / 50.0, 0.2, 1.0) ** 0.8
+    # Leavers who wind down use less over their last six weeks, down to about half.
+    fades = s["intent_fades"].to_numpy()
+    decline = np.where(fades[:, None], np.clip(until / 45.0, 0.5, 1.0), 1.0).astype(np.float32)
     weekday = (day_idx + 3) % 7  # 1970-01-01 was a Thursday
     weekend = (weekday >= 5).astype(np.float32)
     season = 1.0 + 0.06 * np.sin(2 * np.pi * (m.start.month - 3) / 12)

@@ -18,14 +18,13 @@ import polars as pl
 from configs.schema import SimulatorConfig
 from simulator import month
 from simulator import population as pop
+from simulator import response as response_model
 from simulator.month import MonthTables, _days, _epoch, _sigmoid
+from simulator.response import EFFECT_DAYS
 
 log = logging.getLogger(__name__)
 
-# Treatment effect on the monthly churn hazard by hidden response type.
-EFFECT = {"persuadable": 0.25, "do_not_disturb": 2.5, "sure_thing": 1.0, "lost_cause": 1.0}
-EFFECT_DAYS = 120
-ACCEPT = {"persuadable": 0.7, "sure_thing": 0.4, "lost_cause": 0.1, "do_not_disturb": 0.05}
+WIND_DOWN_SHARE = 0.4  # leavers whose usage declines before they go
 
 
 @dataclass
@@ -156,6 +155,7 @@ class World:
             pl.lit(None, dtype=pl.Date).alias("churn_date"),
             pl.lit(None, dtype=pl.Date).alias("intent_date"),
             pl.lit(None, dtype=pl.Date).alias("portout_date"),
+            pl.lit(False).alias("intent_fades"),
             pl.lit(None, dtype=pl.Utf8).alias("disconnect_type"),
             pl.lit(False).alias("nonpay"),
             pl.lit(0.0).alias("overdue"),
@@ -240,8 +240,14 @@ class World:
         draw = self.rng.random(s.height) < h
         offset = self.rng.integers(0, days_next, s.height)
         intent = np.where(eligible & draw, _epoch(nm) + offset, -1)
-        lead = self.rng.integers(2, 21, s.height)
+        # Number portability completes within about a working day in the EU (Directive 2009/136/EC,
+        # art. 30), so the donor operator sees a port-out request only days before the churn.
+        lead = self.rng.integers(1, 6, s.height)
         portout = np.where((intent >= 0) & (self.rng.random(s.height) < 0.55), intent - lead, -1)
+        # Only some leavers wind their usage down first (the rest switch at once, e.g. at a
+        # contract end or on a competitor's offer): churn should be about as predictable from
+        # usage as in operators' own data (out-of-time ROC-AUC about 0.7-0.85, not 0.95).
+        fades = self.rng.random(s.height) < WIND_DOWN_SHARE
         to_date = lambda a: pl.Series(np.where(a >= 0, a, 0).astype("datetime64[D]")).cast(pl.Date)  # noqa: E731
         self.state = s.with_columns(
             pl.Series("hazard", h),
@@ -253,34 +259,66 @@ class World:
             .then(to_date(portout))
             .otherwise(pl.col("portout_date"))
             .alias("portout_date"),
+            pl.when(pl.Series(intent >= 0))
+            .then(pl.Series(fades))
+            .otherwise(pl.col("intent_fades"))
+            .alias("intent_fades"),
         )
 
     # --- treatments ----------------------------------------------------------------------------
 
     def apply_treatments(self, treatments: pl.DataFrame, month_start: date) -> pl.DataFrame:
-        """Treated customers react by their hidden type; returns contact records (control untouched)."""
-        t = treatments.join(self.responses, on="customer_id", how="left")
-        offer_type = np.full(t.height, "sure_thing", dtype=object)
-        for offer in t["offer"].unique().to_list():
-            col = f"response_{offer}"
-            if col in t.columns:
-                mask = (t["offer"] == offer).to_numpy()
-                offer_type[mask] = t[col].to_numpy()[mask]
-        control = t["control_flag"].to_numpy()
-        mult = np.array([EFFECT.get(k, 1.0) for k in offer_type])
-        accept_p = np.array([ACCEPT.get(k, 0.2) for k in offer_type])
-        u = self.rng.random(t.height)
-        response = np.where(
-            u < accept_p, "accepted", np.where(u < accept_p + 0.35, "declined", "no_answer")
+        """Treated customers respond (`simulator.response`); returns contact records.
+
+        Each treated contact is reached or not by its channel, then accepted, declined or
+        resented by the customer's state now and their latent responsiveness. An accepted offer
+        multiplies the hazard by its effect; a resented contact by `BACKFIRE`. The churn intents
+        already drawn for this month are thinned (or added to) accordingly. Control rows are
+        untouched. The uniforms are drawn per customer of the base, whoever is listed, so a world
+        continued with different lists gives each customer the same draws (common random numbers).
+        """
+        # Uniforms per customer of the base, whoever is listed: common random numbers.
+        u_reach = self.rng.random(self.state.height)
+        u_response = self.rng.random(self.state.height)
+        t = treatments.join(
+            self.state.with_row_index("_row").select(
+                "_row",
+                "customer_id",
+                "segment",
+                "satisfaction",
+                "recent_tickets",
+                "bill_shock",
+                "plan_misfit",
+                "price_sensitivity",
+                "handset_age_months",
+            ),
+            on="customer_id",
+            how="left",
+        ).join(self.responses, on="customer_id", how="left")
+        t = t.with_columns(
+            pl.col("segment").fill_null("individual"),
+            pl.col("satisfaction", "recent_tickets", "bill_shock", "plan_misfit").fill_null(0.0),
+            pl.col("price_sensitivity").fill_null(0.0),
+            pl.col("handset_age_months").fill_null(0),
+            pl.col("responsiveness").fill_null(0.0),
         )
-        effects = pl.DataFrame(
-            {
-                "customer_id": t["customer_id"],
-                "_mult": np.where(control, 1.0, mult),
-            }
-        ).filter(pl.col("_mult") != 1.0)
+        row = t["_row"].fill_null(0).to_numpy()
+        control = t["control_flag"].to_numpy()
+        response, mult = response_model.draw_outcomes(
+            t["offer"].to_numpy(),
+            t["channel"].to_numpy(),
+            response_model.state_arrays(t),
+            t["responsiveness"].to_numpy(),
+            u_reach[row],
+            u_response[row],
+        )
+        effects = (
+            pl.DataFrame({"customer_id": t["customer_id"], "_mult": np.where(control, 1.0, mult)})
+            .filter(pl.col("_mult") != 1.0)
+            .unique("customer_id", keep="first")
+        )
         until = month_start + timedelta(days=EFFECT_DAYS)
-        s = self.state.join(effects, on="customer_id", how="left")
+        s = self.state.join(effects, on="customer_id", how="left", maintain_order="left")
         mult_s = s["_mult"].fill_null(1.0).to_numpy()
         # Intents already drawn for this month are thinned (or added to) by the treatment.
         has_intent = s["intent_date"].is_not_null().to_numpy()
