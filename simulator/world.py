@@ -24,7 +24,7 @@ from simulator.response import EFFECT_DAYS
 
 log = logging.getLogger(__name__)
 
-WIND_DOWN_SHARE = 0.4  # leavers whose usage declines before they go
+WIND_DOWN_SHARE = 0.3  # leavers whose usage declines before they go
 
 
 @dataclass
