@@ -162,7 +162,8 @@ def test_usage_declines_before_voluntary_churn(world: Path):
     usage = usage.with_columns(days_before.alias("d"))
     late = usage.filter(pl.col("d").is_between(1, 14))["voice_min"].mean()
     early = usage.filter(pl.col("d").is_between(60, 90))["voice_min"].mean()
-    assert late < 0.75 * early, (late, early)
+    # Only some leavers wind down (to about half), so the average falls, but not to nothing.
+    assert 0.7 * early < late < 0.95 * early, (late, early)
 
 
 def test_advance_continues_without_gaps_and_deterministically(tmp_path: Path):
@@ -239,10 +240,12 @@ def test_counterfactual_equals_playing_the_world_forward(tmp_path: Path):
     saved = np.array([churners(False, r) - churners(True, r) for r in range(40)])
     se = saved.std(ddof=1) / np.sqrt(saved.size)
     assert abs(saved.mean() - analytic) < 4 * se + 0.05, (saved.mean(), analytic, se)
-    # Knowing less gives the same average (the expectation integrates what it does not know).
-    for knows in ("intents", "observable"):
-        other = counterfactual(world, 30, knows, ["discount"], ["outbound_call"])
-        assert float(other["uplift"].sum()) == pytest.approx(analytic, rel=0.35)
+    # Without the drawn intents, a customer's chance of having one is their hazard.
+    observable = counterfactual(world, 30, "observable", ["discount"], ["outbound_call"])
+    leaving = counterfactual(world, 30, "intents", ["discount"], ["outbound_call"])
+    assert observable["p_churn_control"].to_list() != leaving["p_churn_control"].to_list()
+    h = World.load(out).state.filter(pl.col("active"))["hazard"].to_numpy()
+    assert observable["p_churn_control"].to_numpy() == pytest.approx(h, rel=1e-9)
 
 
 def test_response_model_is_near_field_evidence(world: Path):
