@@ -429,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             print(f"--- world seed {seed}")
             worlds.append(one_world(args, seed, root / f"seed_{seed}"))
+            if args.json_out:  # each finished world at once: a long run can be read as it goes
+                partial = {"customers": args.customers, "seeds": [w["seed"] for w in worlds]}
+                partial["strategies"] = summarise(worlds)
+                partial["worlds"] = worlds
+                args.json_out.parent.mkdir(parents=True, exist_ok=True)
+                args.json_out.write_text(json.dumps(partial, indent=2, default=str))
     summary = summarise(worlds)
     budget = worlds[0]["budget"]
     result = {
