@@ -149,7 +149,10 @@ def offer_options(
                     )
             elif uplift_col in priced.columns:
                 scale = channel_factor(cfg, channel) / ref_factor
-                saved = (pl.col(uplift_col) * scale).fill_null(prior)
+                # Nobody can be saved more surely than they would churn.
+                saved = pl.min_horizontal(
+                    pl.col(uplift_col) * scale, pl.col("churn_probability")
+                ).fill_null(prior)
             else:
                 saved = prior
                 if realisation and offer.name in realisation:
@@ -324,7 +327,7 @@ def _allocate(
     remaining = {k: v.capacity for k, v in channels.items()}
     fallback: dict[str, list[tuple]] = {}
     if alternatives is not None:
-        for cid, channel, offer, accept, cost, gain, ev in (
+        for cid, channel, offer, accept, cost, gain, save in (
             alternatives.filter(pl.col("_rank") > 0)
             .select(
                 "customer_id",
@@ -333,11 +336,11 @@ def _allocate(
                 "accept_probability",
                 "offer_cost",
                 "_gain",
-                "_ev",
+                "save_probability",
             )
             .iter_rows()
         ):
-            fallback.setdefault(cid, []).append((channel, offer, accept, cost, gain, ev))
+            fallback.setdefault(cid, []).append((channel, offer, accept, cost, gain, save))
 
     def cheapest_open() -> float | None:
         return min((channels[c].cost for c, left in remaining.items() if left > 0), default=None)

@@ -313,13 +313,16 @@ def test_policy_never_contacts_below_cost_with_uplift_and_acceptance_estimates(c
     )
     uplift, accept = j["_est"].list.get(0), j["_est"].list.get(1)
     # Estimates refer to the reference channel (learning campaigns'); the chosen channel scales
-    # the uplift by its reach × persuasion relative to it, and acceptance by reach and persuasion.
+    # the uplift by its reach × persuasion relative to it (at most the churn probability), and
+    # acceptance by reach and persuasion.
     ch = cfg.channels
     factor = {c: v.reach * v.persuasion for c, v in ch.items()}
     scale = j["channel"].replace_strict(factor) / factor[cfg.uplift.reference_channel]
     reach = j["channel"].replace_strict({c: v.reach for c, v in ch.items()})
     persuasion = j["channel"].replace_strict({c: v.persuasion for c, v in ch.items()})
-    uplift = uplift * scale
+    uplift = (uplift * scale).zip_with(
+        uplift * scale < j["churn_probability"], j["churn_probability"]
+    )
     accept = reach * (accept * persuasion).clip(upper_bound=0.95)
     assert j["save_probability"].to_list() == pytest.approx(uplift.to_list())
     assert j["accept_probability"].to_list() == pytest.approx(accept.to_list())
