@@ -6,7 +6,9 @@
   number portability completes within a working day, Directive 2009/136/EC art. 30), so churn
   is about as predictable as in operators' own data: the pipeline's out-of-time churn ROC-AUC
   sat at 0.94-0.95 when every leaver's usage fell to a fifth beforehand; real operator tables
-  with monthly usage give about 0.67-0.70 and IBM Telco 0.85 (`benchmarks.bench_models` oracle).
+  with monthly usage give about 0.67-0.70 and IBM Telco 0.85. Measured with
+  `benchmarks.bench_models` (oracle: 5,000 customers, seed 42, 30-day horizon): 0.851 with
+  40 % of leavers winding down, 0.819 with 30 % (the true hazard's own AUC: 0.774).
 - `month`: one month as per-table steps that return their tables; `landing.write_month` writes.
 - `response`: how customers respond to a retention contact. One latent responsiveness per
   customer shared across offers, plus offer-specific fit from their state at contact time;
