@@ -23,14 +23,15 @@ demo: setup ## run the main job end to end on the embedded synthetic operator
 	$(UV) run --frozen churn demo
 
 test: setup browser ## run the test suite (what CI runs)
-	$(UV) run --frozen pytest -q -m "not slow and not soak"
+	$(UV) run --frozen pytest -q -m "not slow"
 
-test-all: setup browser ## run every test, slow and soak included
+test-all: setup browser ## run every test, slow ones included
 	$(UV) run --frozen pytest -q
 
-lint: setup ## ruff check, ruff format --check, dependency audit
+lint: setup ## ruff check, ruff format --check, import contracts, dependency audit
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
 	$(UV) run --frozen pip-audit --progress-spinner off --skip-editable -l || echo "pip-audit: could not complete (offline index?)"
 
 format: setup ## ruff format and fix

@@ -24,7 +24,7 @@ TARGET_PANDAS_VS_BUILD = 10.0
 
 
 def _settings(home: Path, customers: int, months: int):
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     return load_settings(
         home=home,
@@ -34,7 +34,8 @@ def _settings(home: Path, customers: int, months: int):
 
 
 def _connect(settings, read_only: bool = False):
-    from pipelines.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     return connect(Workdir.from_settings(settings), read_only=read_only)
 
@@ -54,7 +55,7 @@ def month_end_on_or_before(d: date) -> date:
 
 
 def part_setup(settings) -> dict:
-    from pipelines.ingest import ingest_landing
+    from pipelines.stages.ingest import ingest_landing
     from simulator import simulate
 
     t0 = time.perf_counter()
@@ -66,8 +67,9 @@ def part_setup(settings) -> dict:
 
 
 def part_build(settings, as_of: date) -> dict:
+    from features.columns import feature_columns
     from features.snapshot import feature_specs
-    from pipelines.feature_store import build_frame, data_end, feature_columns
+    from pipelines.stages.features import build_frame, data_end
 
     con = _connect(settings)
     try:
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home or Path(tempfile.mkdtemp(prefix=f"churn-bench-features-{args.customers}-"))
     home.mkdir(parents=True, exist_ok=True)
     settings = _settings(home, args.customers, args.months)
-    from pipelines.workdir import Workdir
+    from pipelines.store.workdir import Workdir
 
     setup = None
     if not Workdir.from_settings(settings).db_path.exists():
@@ -348,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"reusing {home}", flush=True)
 
-    from pipelines.feature_store import data_end
+    from pipelines.stages.features import data_end
 
     con = _connect(settings, read_only=True)
     try:

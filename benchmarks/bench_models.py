@@ -111,7 +111,7 @@ def synthetic(n: int, seed: int) -> pl.DataFrame:
 
 
 def quality(settings, trials: int) -> list[dict]:
-    from pipelines.snapshot_mode import run_snapshot
+    from pipelines.stages.snapshot import run_snapshot
 
     rows = []
     for name, data, test, target, positive, id_col, task, goal in QUALITY:
@@ -149,9 +149,9 @@ def quality(settings, trials: int) -> list[dict]:
 
 
 def speed(settings, train_rows: int, score_rows: int) -> dict:
+    from features.columns import feature_columns
     from models import lgbm
-    from pipelines.feature_store import feature_columns
-    from pipelines.scoring import score_frame
+    from models.scoring import score_frame
 
     train = synthetic(train_rows, 1)
     valid = synthetic(max(train_rows // 4, 1000), 2)
@@ -205,11 +205,12 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from features.split import monthly_as_of_dates
-    from pipelines.config import load_settings
-    from pipelines.feature_store import build_snapshots, data_end, load_snapshots
-    from pipelines.ingest import ingest_landing
-    from pipelines.training import train_model
-    from pipelines.workdir import Workdir, connect
+    from pipelines.stages.features import build_snapshots, data_end, load_snapshots
+    from pipelines.stages.ingest import ingest_landing
+    from pipelines.stages.train import train_model
+    from pipelines.store.config import load_settings
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
     from simulator import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle-customers", type=int, default=20_000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out: dict = {

@@ -55,7 +55,7 @@ UNLIMITED = 1e12
 
 
 def month_end(d: date) -> date:
-    from simulator.population import month_end as end
+    from features.split import month_end as end
 
     return end(d)
 
@@ -69,12 +69,12 @@ def run_campaign_history(
     campaigns: int,
 ) -> date:
     """Simulate, run learning campaigns played forward, wait until they mature; final as-of."""
-    from pipelines.evaluation import evaluate_list
-    from pipelines.feature_store import build_snapshots
-    from pipelines.ingest import ingest_landing
-    from pipelines.scoring import score_customers
-    from pipelines.targeting import build_retention_list, treatments_for
-    from pipelines.training import promote, train_model
+    from pipelines.stages.evaluate import evaluate_list
+    from pipelines.stages.features import build_snapshots
+    from pipelines.stages.ingest import ingest_landing
+    from pipelines.stages.score import score_customers
+    from pipelines.stages.target import build_retention_list, treatments_for
+    from pipelines.stages.train import promote, train_model
     from simulator import advance, simulate
 
     home = settings.home
@@ -122,8 +122,9 @@ def run_campaign_history(
 
 def latest_month_end(settings) -> date:
     """The last complete month in the loaded usage (the simulator writes whole months)."""
-    from pipelines.feature_store import data_end
-    from pipelines.workdir import Workdir, connect
+    from pipelines.stages.features import data_end
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -136,8 +137,9 @@ def latest_month_end(settings) -> date:
 
 
 def candidates_at(settings, as_of: date) -> pl.DataFrame:
-    from pipelines.targeting import load_candidates
-    from pipelines.workdir import Workdir, connect
+    from pipelines.stages.target import load_candidates
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -202,9 +204,10 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
 
     Strategies rank with an unlimited budget; `within_budget` then applies the one budget.
     """
-    from pipelines.targeting import offer_realisation
-    from pipelines.uplift import with_uplift
-    from pipelines.workdir import Workdir, connect
+    from pipelines.stages.target import offer_realisation
+    from pipelines.stages.uplift import with_uplift
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
     from retention.policy import decide
 
     cfg = settings.retention.model_copy(update={"control_share": 0.0})
@@ -284,10 +287,11 @@ def qini_report(with_est: pl.DataFrame, truths: dict, held_out: set[str], channe
 
 def one_world(args, seed: int, home: Path) -> dict:
     """The whole benchmark on one world; per strategy: contacts, saves, spend, profit."""
-    from pipelines.config import load_settings
-    from pipelines.scoring import score_customers
-    from pipelines.uplift import train_uplift
-    from pipelines.workdir import Workdir, connect
+    from pipelines.stages.score import score_customers
+    from pipelines.stages.uplift import train_uplift
+    from pipelines.store.config import load_settings
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
     from simulator import true_uplift
 
     overrides = {

@@ -32,11 +32,11 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
     started = time.perf_counter()
     out: dict = {}
     if name == "features":
-        from pipelines.feature_store import build_snapshots
+        from pipelines.stages.features import build_snapshots
 
         out["rows"] = build_snapshots(settings, as_of, history=1).rows
     elif name == "score":
-        import pipelines.scoring as scoring
+        import pipelines.stages.score as scoring
 
         # The snapshot was just built or timed: scoring must not rebuild it on a config hash.
         scoring.needs_build = lambda *a, **k: False
@@ -46,8 +46,8 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
             time.perf_counter() - started - out["imports_seconds"], 2
         )
         seconds = time.perf_counter() - started
-        from pipelines.feature_store import load_snapshots
-        from pipelines.training import load_bundle
+        from pipelines.stages.features import load_snapshots
+        from pipelines.store.registry import load_bundle
 
         model, _ = load_bundle(settings, "churn", "champion")
         matrix = model.features.array(load_snapshots(settings, [as_of]))
@@ -57,7 +57,7 @@ def stage(name: str, home: Path, as_of: date, customers: int, partition: int | N
         out["trees"] = model.best_iteration
         started = time.perf_counter() - seconds  # the comparison is not the stage's time
     elif name == "target":
-        from pipelines.targeting import build_retention_list
+        from pipelines.stages.target import build_retention_list
 
         out["list_rows"] = getattr(build_retention_list(settings, as_of), "rows", None)
     out["seconds"] = round(time.perf_counter() - started, 2)

@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
 
 def _settings(home: Path, customers: int, months: int, trials: int):
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     return load_settings(
         home=home,
@@ -27,7 +27,8 @@ def _settings(home: Path, customers: int, months: int, trials: int):
 
 
 def _count(settings, sql: str) -> int:
-    from pipelines.workdir import Workdir, connect
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
 
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
@@ -48,13 +49,13 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         summary = simulate(settings.simulator, home, seed=settings.seed)
         rows = sum(getattr(summary, "rows", {}).values()) if hasattr(summary, "rows") else 0
     elif stage == "ingest":
-        from pipelines.ingest import ingest_landing
+        from pipelines.stages.ingest import ingest_landing
 
         ingest_landing(settings)
         rows = _count(settings, "SELECT count(*) FROM raw.usage_daily")
     elif stage == "features":
-        from pipelines.feature_store import build_snapshots
-        from pipelines.workdir import default_as_of
+        from pipelines.stages.features import build_snapshots
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         t0 = time.perf_counter()
@@ -70,8 +71,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         build_snapshots(settings, as_of, history=4)
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "train":
-        from pipelines.training import promote, train_model
-        from pipelines.workdir import default_as_of
+        from pipelines.stages.train import promote, train_model
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         for model in ("churn", "credit"):
@@ -79,8 +80,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
             promote(settings, model)
         rows = _count(settings, "SELECT count(*) FROM feat.customer_snapshot")
     elif stage == "score":
-        from pipelines.scoring import score_customers
-        from pipelines.workdir import default_as_of
+        from pipelines.stages.score import score_customers
+        from pipelines.store.warehouse import default_as_of
 
         as_of = default_as_of(settings)
         # Python start-up cost is fixed, not per customer: a flow's task pays it once per
@@ -93,8 +94,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         scoring_seconds = scored - started
         rows = _count(settings, "SELECT count(*) FROM scores.customer_scores")
         # Against bare Booster.predict on the same rows (no calibration, credit model, reasons).
-        from pipelines.feature_store import load_snapshots
-        from pipelines.training import load_bundle
+        from pipelines.stages.features import load_snapshots
+        from pipelines.store.registry import load_bundle
 
         snap = load_snapshots(settings, [as_of])
         model, _ = load_bundle(settings, "churn", "champion")
@@ -106,8 +107,8 @@ def run(stage: str, home: Path, customers: int, months: int, trials: int) -> dic
         # Counting rows and re-loading for the comparison are not scoring's time either.
         excluded += time.perf_counter() - scored
     elif stage == "target":
-        from pipelines.targeting import build_retention_list
-        from pipelines.workdir import default_as_of
+        from pipelines.stages.target import build_retention_list
+        from pipelines.store.warehouse import default_as_of
 
         report = build_retention_list(settings, default_as_of(settings))
         rows = _count(settings, "SELECT count(*) FROM scores.customer_scores")

@@ -8,10 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Segment = Literal["individual", "family", "enterprise", "government"]
-ValueTier = Literal["diamond", "gold", "silver", "basic"]
-CreditGrade = Literal["A", "B", "C", "D", "E"]
-Channel = Literal["account_manager", "outbound_call", "sms", "app", "email"]
+from configs.contracts import CHANNELS, CREDIT_GRADES, SEGMENTS, VALUE_TIERS
+
+# The vocabularies are defined once, in configs.contracts; the config types follow them.
+Segment = Literal[SEGMENTS]  # type: ignore[valid-type]
+ValueTier = Literal[VALUE_TIERS]  # type: ignore[valid-type]
+CreditGrade = Literal[CREDIT_GRADES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -42,7 +45,9 @@ class SimulatorConfig(Section):
 
 
 class IngestConfig(Section):
-    source: Path | None = Field(None, description="Landing folder; default <home>/landing.")
+    source: Path | None = Field(
+        None, description="Landing folder `churn ingest` reads; default <home>/landing."
+    )
     max_quarantine_share: float = Field(
         0.5, ge=0.0, le=1.0, description="A file with more bad rows than this is rejected whole."
     )
@@ -124,9 +129,12 @@ class ModelsConfig(Section):
     horizon_days: int = 90
     trials: int = Field(20, ge=1)
     timeout_seconds: int | None = None
-    num_boost_round: int = Field(1000, ge=10)
-    early_stopping_rounds: int = Field(50, ge=5)
-    search_space: SearchSpace = SearchSpace()
+    # Compact models (every tree is paid for at scoring time); snapshot mode searches wider.
+    num_boost_round: int = Field(300, ge=10)
+    early_stopping_rounds: int = Field(30, ge=5)
+    search_space: SearchSpace = SearchSpace(
+        num_leaves=(7, 31), learning_rate=(0.08, 0.3), max_depth=(4, 6)
+    )
     calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
     empc: EmpcConfig = EmpcConfig()
     promotion: PromotionConfig = PromotionConfig()
@@ -166,7 +174,7 @@ class Offer(Section):
     name: str
     cost: float = Field(ge=0.0)
     accept_rate: float = Field(gt=0.0, le=1.0)
-    segments: list[Segment] = ["individual", "family", "enterprise", "government"]
+    segments: list[Segment] = list(SEGMENTS)
     tiers: list[ValueTier] = ["diamond", "gold", "silver", "basic"]
     credit_grades: list[CreditGrade] = ["A", "B", "C", "D", "E"]
     reasons: list[str] = []
@@ -221,12 +229,31 @@ class RealisationConfig(Section):
     )
 
 
+class CampaignStatistics(Section):
+    """How campaigns are sized to learn and judged: one α for the power calculation and the test."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Two-sided test level.")
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    detectable_effect: float = Field(
+        0.0076,
+        gt=0.0,
+        lt=1.0,
+        description="Absolute churn reduction a campaign should detect (0.0076 = 0.76 points).",
+    )
+    min_control: int = Field(
+        30, ge=1, description="Below this many control customers: 'too few controls to tell'."
+    )
+
+
 class RetentionConfig(Section):
     value_horizon_months: int = Field(12, ge=1)
     margin_rate: float = Field(
         0.35, gt=0.0, le=1.0, description="Share of spend that is margin: value saved = margin."
     )
     budget: float = Field(20_000.0, ge=0.0)
+    # expected: contact + acceptance × offer cost (spend may exceed the budget when more accept
+    # than predicted); worst_case: contact + full offer cost (spend can never exceed it).
+    budget_basis: Literal["expected", "worst_case"] = "expected"
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
     min_expected_value: float = 1.0
     contact_within_days: int = Field(14, ge=1)
@@ -235,12 +262,19 @@ class RetentionConfig(Section):
         ge=1.0,
         description="Acceptance multiplier when an offer addresses the customer's reasons.",
     )
+    max_accept_probability: float = Field(
+        0.95, gt=0.0, le=1.0, description="Cap on a boosted acceptance probability."
+    )
+    evaluation_windows_days: list[int] = Field(
+        [30, 100], min_length=1, description="Churn windows after contact that evaluation reports."
+    )
     weak_grades: list[CreditGrade] = ["D", "E"]
     collections_max_tier: ValueTier = "silver"
-    offers: list[Offer] = []
-    channels: dict[Channel, ChannelConfig] = {}
+    # The catalogue lives in default.yaml only: no second list of offers or channels here.
+    offers: list[Offer] = Field(min_length=1)
+    channels: dict[Channel, ChannelConfig] = Field(min_length=1)
     contact_policy: ContactPolicy = ContactPolicy()
-    mask_keys: bool = True
+    campaigns: CampaignStatistics = CampaignStatistics()
     uplift: UpliftConfig = UpliftConfig()
     realisation: RealisationConfig = RealisationConfig()
 
@@ -339,7 +373,7 @@ class Settings(Section):
     features: FeaturesConfig = FeaturesConfig()
     models: ModelsConfig = ModelsConfig()
     scoring: ScoringConfig = ScoringConfig()
-    retention: RetentionConfig = RetentionConfig()
+    retention: RetentionConfig
     monitoring: MonitoringConfig = MonitoringConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -241,20 +241,23 @@ def list_page() -> None:
     st.caption(
         "Customers are shown by their masked key; internal customer ids never leave the warehouse here."
     )
+    contacts = f"{(~shown['control_flag']).sum():,} customers to contact (the control group is never exported here)"
     c = st.columns([1, 1, 4])
     c[0].download_button(
         "Download CSV",
         # Deferred: the file is built only when clicked, not on every rerun.
-        functools.partial(data.to_csv, shown),
-        file_name=f"{list_id}.csv",
+        functools.partial(data.contacts_download, shown, "csv"),
+        file_name=data.download_name(list_id, "csv"),
+        help=contacts,
         mime="text/csv",
         key="dl_csv",
         on_click="ignore",
     )
     c[1].download_button(
         "Download XLSX",
-        functools.partial(data.to_xlsx, shown),
-        file_name=f"{list_id}.xlsx",
+        functools.partial(data.contacts_download, shown, "xlsx"),
+        file_name=data.download_name(list_id, "xlsx"),
+        help=contacts,
         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         key="dl_xlsx",
         on_click="ignore",
@@ -528,6 +531,13 @@ def campaigns_page() -> None:
             st.warning(
                 f"The {window}-day window has not fully passed yet: these outcomes are provisional."
             )
+        if o.get("verdict") == "too few controls to tell":
+            st.warning(
+                f"Too few controls to tell: {o['control']:,} control customers, fewer than the "
+                "configured minimum (retention.campaigns.min_control).",
+            )
+        elif o.get("verdict"):
+            st.info(f"Verdict: {o['verdict']} ({o.get('test') or 'test'}).")
         c = st.columns(6)
         c[0].metric(
             "Treated churn", pct(o["treated_churn_rate"]), help=f"{o['treated']:,} customers"
@@ -540,12 +550,23 @@ def campaigns_page() -> None:
             pct(o["difference"]),
             help=f"95% interval {pct(o['ci_low'])} to {pct(o['ci_high'])}",
         )
-        c[3].metric("p-value", f"{o['p_value']:.3f}")
+        c[3].metric(
+            "p-value",
+            f"{o['p_value']:.3f}",
+            help=f"{o.get('test') or 'test'}; the interval holds what this test does not reject",
+        )
         c[4].metric("Incremental saves", f"{o['incremental_saves']:,.1f}")
-        c[5].metric("ROI", "–" if o["roi"] is None else f"{o['roi']:.2f}")
+        roi_text = "–" if o["roi"] is None else f"{o['roi']:.2f}"
+        roi_range = (
+            None
+            if o.get("roi_low") is None
+            else f"95% interval {o['roi_low']:.2f} to {o['roi_high']:.2f}"
+        )
+        c[5].metric("ROI", roi_text, help=roi_range)
         st.caption(
-            f"95% interval for the churn reduction: {pct(o['ci_low'])} to {pct(o['ci_high'])}; "
-            f"cost {money(o['cost'])}."
+            f"95% interval for the churn reduction: {pct(o['ci_low'])} to {pct(o['ci_high'])}"
+            f" ({o.get('test') or 'test'}, p = {o['p_value']:.3f}); ROI {roi_text}"
+            f"{f' ({roi_range})' if roi_range else ''}; realised spend {money(o['cost'])}."
         )
     left, right = st.columns(2)
     for col, breakdown, title in ((left, "offer", "by offer"), (right, "tier", "by value tier")):

@@ -14,6 +14,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from retention.export_safety import neutralise, safe_name
+from retention.handoff import contact_rows
 from retention.policy import LIST_COLUMNS as POLICY_LIST_COLUMNS
 
 EMPTY_HINT = "No data yet — run `churn demo` first (or `churn cycle`)."
@@ -210,13 +212,29 @@ def filter_list(
 
 
 def to_csv(frame: pl.DataFrame) -> bytes:
-    return frame.write_csv().encode("utf-8")
+    """CSV with every text cell a spreadsheet would run as a formula neutralised."""
+    return neutralise(frame).write_csv().encode("utf-8")
 
 
 def to_xlsx(frame: pl.DataFrame, sheet: str = "retention_list") -> bytes:
+    """XLSX with every text cell a spreadsheet would run as a formula neutralised."""
     buf = io.BytesIO()
-    frame.write_excel(buf, worksheet=sheet, autofit=True)
+    neutralise(frame).write_excel(buf, worksheet=sheet, autofit=True)
     return buf.getvalue()
+
+
+def contacts_download(frame: pl.DataFrame, kind: str) -> bytes:
+    """What the download buttons hand marketing: customers to contact only, never the control."""
+    contacts = contact_rows(frame)
+    return to_csv(contacts) if kind == "csv" else to_xlsx(contacts)
+
+
+def download_name(list_id: str, kind: str) -> str:
+    """`<list id>.<kind>`, refusing a list id that is not one plain file name."""
+    try:
+        return f"{safe_name(list_id, 'list id')}.{kind}"
+    except ValueError as exc:
+        raise DashboardDataError(str(exc)) from None
 
 
 # --- Customer -------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from typing import Any
 
 import polars as pl
 
+from configs.contracts import CHURN_MODEL, CREDIT_MODEL
 from dashboards.data import EMPTY_HINT, DashboardDataError, NoData
 
-# The registry names pipelines.training.REGISTERED uses; importing it would pull in LightGBM.
-MODELS = ("churn", "credit_risk")
+MODELS = (CHURN_MODEL, CREDIT_MODEL)
 METRICS = ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ks", "empc", "n_rows", "positive_rate")
 ARTIFACTS = {
     "importance": "feature_importance.json",
@@ -27,9 +27,9 @@ ARTIFACTS = {
 
 def tracking_uri(home: str | Path, config_files: Sequence[str | Path] = ()) -> str:
     """The work directory's MLflow store, resolved exactly as the pipeline resolves it."""
-    from pipelines.config import load_settings
-    from pipelines.errors import ChurnError
-    from pipelines.workdir import Workdir
+    from pipelines.store.config import load_settings
+    from pipelines.store.errors import ChurnError
+    from pipelines.store.workdir import Workdir
 
     try:
         settings = load_settings([Path(f) for f in config_files], home=home)

@@ -120,7 +120,7 @@ def offer_options(
         matches = groups.list.eval(pl.element().is_in(offer.reasons)).list.any()
         accept = (
             pl.when(matches)
-            .then(min(offer.accept_rate * cfg.reason_match_boost, 0.95))
+            .then(min(offer.accept_rate * cfg.reason_match_boost, cfg.max_accept_probability))
             .otherwise(offer.accept_rate)
         )
         accept_col = f"accept_{offer.name}"
@@ -130,7 +130,7 @@ def offer_options(
         uplift_col = f"uplift_{offer.name}"
         for channel in channels:
             ch = cfg.channels[channel]
-            taken = ch.reach * (accept * ch.persuasion).clip(upper_bound=0.95)
+            taken = ch.reach * (accept * ch.persuasion).clip(upper_bound=cfg.max_accept_probability)
             priced = part.filter(pl.col("segment").is_in(ch.segments)).with_columns(
                 pl.lit(offer.name).alias("offer"),
                 pl.lit(channel).alias("channel"),
@@ -321,7 +321,8 @@ def _allocate(
     best first; when the customer's first channel is full, the next best open one is used (a
     learning list passes None: its one channel or nothing). Cost = contact cost (always paid) +
     P(accept) × offer cost (paid only when taken up): the same rule the benchmark and the
-    evaluation use. Control customers cost nothing and hold no capacity.
+    evaluation use; with `budget_basis: worst_case` the full offer cost, so realised spend can
+    never exceed the budget. Control customers cost nothing and hold no capacity.
     """
     channels = cfg.channels
     remaining = {k: v.capacity for k, v in channels.items()}
@@ -346,6 +347,7 @@ def _allocate(
         return min((channels[c].cost for c, left in remaining.items() if left > 0), default=None)
 
     floor = cheapest_open()
+    worst_case = cfg.budget_basis == "worst_case"
     spent = 0.0
     picked: list[tuple | None] = []
     for cid, control, channel, offer, accept, offer_cost, gain, save in best.select(
@@ -365,7 +367,11 @@ def _allocate(
         for c, o, a, oc, g, e in [(channel, offer, accept, offer_cost, gain, save)] + fallback.get(
             cid, []
         ):
-            if remaining[c] > 0 and spent + channels[c].cost + a * oc <= budget:
+            # The budget caps expected spend, or worst-case spend (every offer taken up).
+            if (
+                remaining[c] > 0
+                and spent + channels[c].cost + (1.0 if worst_case else a) * oc <= budget
+            ):
                 choice = (c, o, a, oc, g, e)
                 break
         if choice is None:
@@ -375,7 +381,7 @@ def _allocate(
         # A control customer is held out only where a treated one would have been contacted, so
         # both arms come from the same ranked population and the control share stays as set.
         if not control:
-            spent += channels[c].cost + a * oc
+            spent += channels[c].cost + (1.0 if worst_case else a) * oc
             remaining[c] -= 1
             if not remaining[c]:
                 floor = cheapest_open()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.contracts import TABLES
+from configs.contracts import TABLES
 from simulator.month import DailyUsage, MonthTables
 
 log = logging.getLogger(__name__)

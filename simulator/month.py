@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from features.split import month_end
 from simulator import population as pop
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Month:
 
     def __init__(self, world: World) -> None:
         self.start = world.next_month
-        self.end = pop.month_end(self.start)
+        self.end = month_end(self.start)
         self.n_days = (self.end - self.start).days + 1
         self.m0 = _epoch(self.start)
         self.tag = self.start.strftime("%Y-%m")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import polars as pl
 
+from configs.contracts import SEGMENTS
 from configs.schema import SimulatorConfig
 from simulator.response import RESPONSIVENESS_SD
 
 REGIONS = ("north", "south", "east", "west", "central", "coast", "highlands", "capital")
-SEGMENTS = ("individual", "family", "enterprise", "government")
 
 # plan_id, name, payment type, monthly fee, voice minutes, sms, data MB
 PLANS = (
@@ -136,7 +136,3 @@ def month_starts(start: date, months: int) -> list[date]:
 
 def next_month(d: date) -> date:
     return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
-
-
-def month_end(d: date) -> date:
-    return next_month(d) - timedelta(days=1)

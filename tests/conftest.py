@@ -32,7 +32,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_settings(home: Path):
     """Build Settings for a test's work directory, with optional overrides."""
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     def _make(**overrides):
         return load_settings(home=home, environ={}, overrides=overrides)
@@ -50,3 +50,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# Tests of the pure core (features/, models/, retention/, configs/): no work directory, no
+# services, nothing from the shell. `pytest -m unit` runs them alone in well under a minute.
+_IO_FIXTURES = {"home", "settings", "make_settings", "tmp_path", "tmp_path_factory", "shared_data"}
+_IO_MARKS = {"integration", "browser", "faults", "slow"}
+_SHELL_WORDS = ("pipelines", "simulator", "dashboards", "subprocess", "duckdb.connect")
+
+
+def _is_unit(item) -> bool:
+    import inspect
+
+    if _IO_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return False
+    if any(item.get_closest_marker(m) for m in _IO_MARKS):
+        return False
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return not any(word in source for word in _SHELL_WORDS)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _is_unit(item):
+            item.add_marker(pytest.mark.unit)

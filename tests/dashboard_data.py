@@ -28,8 +28,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return _built["home"]
     from prefect.testing.utilities import prefect_test_harness
 
-    from pipelines.config import load_settings
-    from pipelines.demo import run_demo
+    from pipelines.run.demo import run_demo
+    from pipelines.store.config import load_settings
 
     root = tmp_path_factory.mktemp("dashboard")
     config = root / "small.yaml"

@@ -24,7 +24,7 @@ def _table(n: int, seed: int, kind: str) -> tuple[pl.DataFrame, np.ndarray]:
 
 
 def _tree(settings):
-    from pipelines.snapshot_mode import _fit_tree
+    from pipelines.stages.snapshot import _fit_tree
 
     def fit(frame, y, seed):
         return _fit_tree(frame, y, frame.columns, {}, settings, seed)
@@ -69,7 +69,7 @@ def test_blend_output_is_a_calibrated_probability(fast_settings):
 
 def test_blend_choice_ignores_the_evaluation_fold(fast_settings):
     """Relabelling the evaluation rows changes the metrics, never what was chosen."""
-    from pipelines.snapshot_mode import _fit_eval
+    from pipelines.stages.snapshot import _fit_eval
 
     frame, y = _table(900, 4, "linear")
     tr, te = np.arange(600), np.arange(600, 900)
@@ -82,7 +82,7 @@ def test_blend_choice_ignores_the_evaluation_fold(fast_settings):
 
 
 def test_blend_can_be_switched_off(make_settings):
-    from pipelines.snapshot_mode import _fit_eval
+    from pipelines.stages.snapshot import _fit_eval
 
     settings = make_settings(models={"num_boost_round": 200, "snapshot": {"blend": False}})
     frame, y = _table(600, 5, "linear")
@@ -132,8 +132,8 @@ def test_column_families_come_from_names_alone():
 
 
 def test_snapshot_run_records_the_blend_in_mlflow(tmp_path, fast_settings):
-    from pipelines.snapshot_mode import run_snapshot
-    from pipelines.tracking import experiment_client
+    from pipelines.stages.snapshot import run_snapshot
+    from pipelines.store.tracking import experiment_client
 
     frame, y = _table(300, 7, "linear")
     path = tmp_path / "customers.csv"

@@ -170,6 +170,11 @@ def test_list_exports_hold_only_masked_keys(dash_home):
         assert out.height == frame.height
         assert "customer_id" not in out.columns
         assert out["customer_key"].to_list() == frame["customer_key"].to_list()
+    # What the download buttons hand out: customers to contact only.
+    contacts = pl.read_csv(io.BytesIO(data.contacts_download(frame, "csv")))
+    treated = frame.filter(~pl.col("control_flag"))
+    assert contacts["customer_key"].to_list() == treated["customer_key"].to_list()
+    assert "control_flag" not in contacts.columns
 
 
 def test_customer_page_profile_history_and_offers(dash_home, monkeypatch):
@@ -244,6 +249,17 @@ def test_campaigns_page_compares_treated_and_control(dash_home, monkeypatch):
     )[0]
     assert metric(at, "Treated churn") == f"{treated:.1%}"
     assert metric(at, "Control churn") == f"{control:.1%}"
+    # One test and the interval it implies, its name, the verdict and the ROI interval.
+    p_value, low, high, test, verdict, roi_low = query(
+        dash_home,
+        "SELECT p_value, ci_low, ci_high, test, verdict, roi_low FROM eval.campaign_results"
+        " WHERE list_id = ? AND window_days = ? AND breakdown = 'all'",
+        [list_id, window],
+    )[0]
+    assert test in ("score (χ²)", "exact unconditional") and verdict and roi_low is not None
+    assert (p_value < 0.05) == (low > 0 or high < 0)
+    shown = [e.value for e in (*at.info, *at.warning)]
+    assert any(verdict.lower() in v.lower() for v in shown), shown
     assert len(charts(at)) >= 2
     table = at.dataframe[0].value
     assert {"offer", "tier"} & set(table["breakdown"]) and (table["window_days"] == window).all()

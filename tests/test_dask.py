@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,8 @@ def harness():
 @pytest.fixture(scope="module")
 def local_home(tmp_path_factory, harness) -> tuple[Path, Path]:
     """Simulated, ingested, featured, trained and scored with the local executor."""
-    from pipelines.flows import features_flow, score_flow, train_flow
-    from pipelines.ingest import ingest_landing
+    from pipelines.run.flows import features_flow, score_flow, train_flow
+    from pipelines.stages.ingest import ingest_landing
     from simulator import simulate
 
     root = tmp_path_factory.mktemp("dask")
@@ -59,7 +59,7 @@ def _table(home: Path, sql: str) -> pl.DataFrame:
 
 
 def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypatch):
-    from pipelines.flows import features_flow, score_flow
+    from pipelines.run.flows import features_flow
 
     home, config = local_home
     dask_home = tmp_path / "dask"
@@ -74,7 +74,16 @@ def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypa
 
     report = features_flow(home=str(dask_home), config=[str(config)])
     assert report["rows"] > 0
-    score_flow(home=str(dask_home), config=[str(config)])
+    # `churn score` takes the same way in as the flow: the configured executor scores.
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    as_of = _table(home, "SELECT max(as_of) AS d FROM scores.customer_scores")["d"][0]
+    args = ["--home", str(dask_home), "--config", str(config), "score", "--as-of", str(as_of)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "on dask" in out.output
 
     snap = "SELECT * FROM feat.customer_snapshot ORDER BY as_of, customer_id"
     assert_frame_equal(_table(dask_home, snap), _table(home, snap))
@@ -85,7 +94,7 @@ def test_dask_executor_builds_and_scores_the_same(local_home, tmp_path, monkeypa
 
 
 def test_dask_partitions_really_split_customers(local_home):
-    from pipelines.feature_store import build_partition, data_end
+    from pipelines.stages.features import build_partition, data_end
 
     home, config = local_home
     settings = load_settings([config], home=home, environ={})
@@ -108,9 +117,10 @@ def test_dask_training_fits_on_the_cluster_with_local_quality(local_home, tmp_pa
     """
     from sklearn.metrics import roc_auc_score
 
-    from pipelines.flows import train_flow
-    from pipelines.tracking import experiment_client
-    from pipelines.training import load_bundle, training_frames
+    from pipelines.run.flows import train_flow
+    from pipelines.stages.train import training_frames
+    from pipelines.store.registry import load_bundle
+    from pipelines.store.tracking import experiment_client
 
     home, config = local_home
     dask_home = tmp_path / "dask"

@@ -43,7 +43,8 @@ def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
     import numpy as np
     import polars as pl
 
-    from pipelines.monitoring import _evidently, _feature_drift
+    from models.drift import feature_drift as _feature_drift
+    from pipelines.stages.monitor import _evidently
 
     rng = np.random.default_rng(0)
     ref = pl.DataFrame({f"f{i}": rng.normal(0, 1, 600) for i in range(6)}).with_columns(
@@ -68,11 +69,11 @@ def _monitored_world(root, drift_month):
     """A small operator: champion trained before month 8, monitored at the end of month 10."""
     from datetime import date
 
-    from pipelines.config import load_settings
-    from pipelines.feature_store import build_snapshots
-    from pipelines.ingest import ingest_landing
-    from pipelines.monitoring import monitor
-    from pipelines.training import promote, train_model
+    from pipelines.stages.features import build_snapshots
+    from pipelines.stages.ingest import ingest_landing
+    from pipelines.stages.monitor import monitor
+    from pipelines.stages.train import promote, train_model
+    from pipelines.store.config import load_settings
     from simulator import simulate
 
     settings = load_settings(

@@ -13,13 +13,14 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from configs.contracts import TABLES
 from configs.schema import FeaturesConfig, SimulatorConfig
+from features.columns import feature_columns
 from features.snapshot import META_COLUMNS, feature_specs, lifecycle_case, tier_case
 from features.split import latest_matured, monthly_as_of_dates, out_of_time_split
-from pipelines.config import load_settings
-from pipelines.contracts import TABLES
-from pipelines.feature_store import build_snapshots, feature_columns, load_snapshots, needs_build
-from pipelines.ingest import ingest_landing
+from pipelines.stages.features import build_snapshots, load_snapshots, needs_build
+from pipelines.stages.ingest import ingest_landing
+from pipelines.store.config import load_settings
 from simulator import simulate
 
 AS_OF = date(2025, 4, 30)
@@ -305,7 +306,7 @@ def test_large_bases_are_built_in_partitions_with_the_same_result(loaded, tmp_pa
         home=_copy(loaded, tmp_path / "split").home,
         environ={"CHURN_WAREHOUSE__PARTITION_CUSTOMERS": "300"},
     )
-    with caplog.at_level("INFO", logger="pipelines.feature_store"):
+    with caplog.at_level("INFO", logger="pipelines.stages.features"):
         report = build_snapshots(split, AS_OF, history=2)
     assert "partitions" in caplog.text  # the partitioned path ran
     expected = load_snapshots(whole).sort(["as_of", "customer_id"])

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.errors import WorkdirError
-from pipelines.workdir import Workdir
+from pipelines.store.config import load_settings
+from pipelines.store.errors import WorkdirError
+from pipelines.store.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def _list_rows(home: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def completed_cycle(world, prefect_harness, tmp_path_factory):
     """One uninterrupted cycle: the reference for resume and idempotence tests."""
-    from pipelines.flows import retention_cycle
+    from pipelines.run.flows import retention_cycle
 
     home, config = _fresh_home(world, tmp_path_factory.mktemp("reference"))
     summary = retention_cycle(home=home, config=config)
@@ -84,7 +84,7 @@ def test_cycle_runs_every_stage_and_publishes_a_list(completed_cycle):
 
 
 def test_rerun_skips_completed_stages_and_duplicates_nothing(completed_cycle, prefect_harness):
-    from pipelines.flows import retention_cycle
+    from pipelines.run.flows import retention_cycle
 
     home, config, _ = completed_cycle
     before = _list_rows(home)
@@ -97,8 +97,9 @@ def test_rerun_skips_completed_stages_and_duplicates_nothing(completed_cycle, pr
 def test_resume_after_failure_gives_the_same_list(
     world, completed_cycle, prefect_harness, tmp_path, monkeypatch
 ):
-    import pipelines.targeting as targeting
-    from pipelines.flows import ledger, retention_cycle
+    import pipelines.stages.target as targeting
+    from pipelines.run.flows import retention_cycle
+    from pipelines.run.ledger import ledger
 
     home, config = _fresh_home(world, tmp_path)
     real = targeting.build_retention_list
@@ -130,14 +131,14 @@ def _as_of(home: str):
 
 
 def test_second_concurrent_cycle_is_refused(completed_cycle, prefect_harness):
-    from pipelines.flows import retention_cycle
+    from pipelines.run.flows import retention_cycle
 
     home, config, _ = completed_cycle
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys,time; from pathlib import Path; from pipelines.lock import run_lock\n"
+            "import sys,time; from pathlib import Path; from pipelines.run.lock import run_lock\n"
             "with run_lock(Path(sys.argv[1]), 'retention cycle'):\n"
             "    print('locked', flush=True); time.sleep(60)",
             str(Workdir(Path(home)).lock_path),
@@ -204,7 +205,7 @@ def test_serve_once_runs_each_deployment(completed_cycle, tmp_path):
 def test_doctor_passes_a_healthy_home_and_names_each_problem(completed_cycle, tmp_path):
     import mlflow
 
-    from pipelines.doctor import healthy, run_checks
+    from pipelines.store.doctor import healthy, run_checks
 
     home = tmp_path / "home"
     shutil.copytree(completed_cycle[0], home)
@@ -299,7 +300,7 @@ def test_killed_cycle_resumes_to_the_same_list(world, completed_cycle, tmp_path)
         pytest.fail(f"the cycle ended (code {proc.returncode}) before it could be killed")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    from pipelines.flows import ledger
+    from pipelines.run.ledger import ledger
 
     settings = load_settings([Path(config[0])], home=home, environ={})
     done = ledger(settings, _as_of(home))
@@ -360,7 +361,7 @@ def test_flows_run_against_a_prefect_server(completed_cycle, tmp_path):
                 time.sleep(1)
         home, config, _ = completed_cycle
         code = (
-            "import sys; from pipelines.flows import evaluate_flow;"
+            "import sys; from pipelines.run.flows import evaluate_flow;"
             "print(evaluate_flow(home=sys.argv[1], config=[sys.argv[2]]))"
         )
         run = subprocess.run(

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from configs.schema import SimulatorConfig
-from pipelines.ingest import ingest_landing
+from pipelines.stages.ingest import ingest_landing
 from simulator import simulate
 
 
@@ -303,7 +303,7 @@ def test_hostile_file_names_are_harmless(settings, landing):
 
 
 def test_missing_source_is_a_clear_error(settings, tmp_path):
-    from pipelines.errors import InputError
+    from pipelines.store.errors import InputError
 
     with pytest.raises(InputError, match="landing folder not found"):
         ingest_landing(settings, tmp_path / "nope")
@@ -336,7 +336,7 @@ def test_killed_ingest_leaves_no_partial_rows_and_rerun_completes(tmp_path, make
     settings = make_settings()
     home = Path(settings.home)
     simulate(SimulatorConfig(customers=1500, months=2), home, seed=4)
-    from pipelines.config import load_settings
+    from pipelines.store.config import load_settings
 
     reference = load_settings(home=tmp_path / "ref", environ={})
     ref_home = Path(reference.home)
@@ -349,7 +349,7 @@ def test_killed_ingest_leaves_no_partial_rows_and_rerun_completes(tmp_path, make
         )
     )
     code = (
-        "import sys; from pipelines.config import load_settings; from pipelines.ingest import ingest_landing;"
+        "import sys; from pipelines.store.config import load_settings; from pipelines.stages.ingest import ingest_landing;"
         "ingest_landing(load_settings(home=sys.argv[1], environ={}))"
     )
     for delay in (0.8, 1.6, 2.4):

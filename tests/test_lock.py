@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import WorkdirError
-from pipelines.lock import run_lock
+from pipelines.run.lock import run_lock
+from pipelines.store.errors import WorkdirError
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipelines.lock import run_lock
+from pipelines.run.lock import run_lock
 with run_lock(Path(sys.argv[1]), "retention cycle"):
     print("locked", flush=True)
     time.sleep(60)
@@ -77,3 +77,36 @@ def test_waits_up_to_timeout(tmp_path: Path):
         proc.kill()
         proc.wait()
     assert time.monotonic() - started >= 1.0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ingest"],
+        ["features", "--as-of", "2025-06-30"],
+        ["train", "--model", "churn"],
+        ["promote", "--model", "churn"],
+        ["score", "--as-of", "2025-06-30"],
+        ["uplift"],
+        ["target", "--as-of", "2025-06-30"],
+        ["monitor", "--as-of", "2025-06-30"],
+        ["evaluate", "--list", "L1"],
+    ],
+)
+def test_every_writing_command_takes_the_run_lock(tmp_path: Path, command: list[str]):
+    """The CLI takes the same way into a stage as the flows: a held lock refuses it."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = _start_holder(home / "cycle.lock")
+    try:
+        out = CliRunner().invoke(app, ["--home", str(home), *command])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.exit_code != 0
+    assert isinstance(out.exception, WorkdirError), out.output
+    assert "another run holds the lock" in str(out.exception)

@@ -214,7 +214,7 @@ def test_gate_never_promotes_a_worse_model(challenger, champion, promote):
 
 
 def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
-    from pipelines.snapshot_mode import run_snapshot
+    from pipelines.stages.snapshot import run_snapshot
 
     out = tmp_path / "metrics.json"
     # A lighter inner search than the benchmark's: this checks the command, not the last 0.01 AUC.
@@ -250,15 +250,15 @@ def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
 def test_snapshot_mode_bad_target_is_a_clear_error(
     shared_data, make_settings, target, positive, message
 ):
-    from pipelines.errors import InputError
-    from pipelines.snapshot_mode import run_snapshot
+    from pipelines.stages.snapshot import run_snapshot
+    from pipelines.store.errors import InputError
 
     with pytest.raises(InputError, match=message):
         run_snapshot(make_settings(), shared_data / "ibm_telco.csv", target, positive, track=False)
 
 
 def test_snapshot_mode_reads_hostile_csv(tmp_path: Path, make_settings):
-    from pipelines.snapshot_mode import run_snapshot
+    from pipelines.stages.snapshot import run_snapshot
 
     rng = np.random.default_rng(0)
     rows = ["id,amount,flag,junk,target"]
@@ -293,7 +293,7 @@ def test_path_attribution_adds_up_to_the_log_odds_and_agrees_with_treeshap(toy_m
 
 
 def test_reason_agreement_is_measured_against_treeshap(toy_model, make_settings):
-    from pipelines.training import reason_agreement
+    from pipelines.stages.train import reason_agreement
 
     valid, _ = _toy(2000, 2)
     found = reason_agreement(make_settings(), toy_model, valid)
@@ -306,7 +306,7 @@ def test_scoring_explains_side_by_side_parts_as_one_whole(toy_model, make_settin
     of explaining them all at once, and customers below the reason decile get none."""
     from datetime import date
 
-    from pipelines import scoring
+    from models import scoring
 
     frame, _ = _toy(3000, 9)
     frame = frame.with_columns(
@@ -354,7 +354,7 @@ def test_reasons_worded_once_per_shown_value_read_as_worded_one_by_one(template)
 
 
 def test_risk_deciles_put_the_riskiest_tenth_in_decile_10():
-    from pipelines.scoring import risk_deciles
+    from models.scoring import risk_deciles
 
     p = np.random.default_rng(3).permutation(np.linspace(0, 1, 1000))
     deciles = risk_deciles(p)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.workdir import Workdir
+from pipelines.store.workdir import Workdir
 
 AS_OF = [date(2025, 1, 31), date(2025, 2, 28), date(2025, 3, 31), date(2025, 4, 30)]
 SMALL = {
@@ -67,7 +67,7 @@ def synthetic_snapshots(n: int = 1500, seed: int = 0) -> pl.DataFrame:
 
 
 def write_snapshots(settings, frame: pl.DataFrame) -> None:
-    from pipelines.config import config_hash
+    from pipelines.store.config import config_hash
 
     wd = Workdir.from_settings(settings)
     wd.home.mkdir(parents=True, exist_ok=True)
@@ -93,8 +93,8 @@ def write_snapshots(settings, frame: pl.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Both models trained once and promoted (first champion), on a shared temp home."""
-    from pipelines.config import load_settings
-    from pipelines.training import promote, train_model
+    from pipelines.stages.train import promote, train_model
+    from pipelines.store.config import load_settings
 
     home = tmp_path_factory.mktemp("models-home")
     settings = load_settings(home=home, environ={}, overrides=SMALL)
@@ -106,7 +106,7 @@ def trained(tmp_path_factory):
 
 
 def _client(settings):
-    from pipelines.tracking import experiment_client
+    from pipelines.store.tracking import experiment_client
 
     return experiment_client(settings)
 
@@ -144,8 +144,8 @@ def test_registry_has_versions_with_aliases(trained):
 
 
 def test_gate_keeps_the_champion_against_a_worse_challenger(trained):
-    from pipelines.errors import InputError
-    from pipelines.training import list_models, promote, train_model
+    from pipelines.stages.train import list_models, promote, train_model
+    from pipelines.store.errors import InputError
 
     settings, churn, _, _ = trained
     # A challenger trained on shuffled labels (validation month untouched) is worse.
@@ -183,7 +183,7 @@ def test_gate_keeps_the_champion_against_a_worse_challenger(trained):
 
 
 def test_scoring_writes_every_customer_once_and_is_idempotent(trained):
-    from pipelines.scoring import score_customers
+    from pipelines.stages.score import score_customers
 
     settings, churn, credit, _ = trained
     first = score_customers(settings, AS_OF[-1])
@@ -211,8 +211,8 @@ def test_scoring_writes_every_customer_once_and_is_idempotent(trained):
 
 
 def test_training_without_matured_labels_is_a_clear_error(make_settings):
-    from pipelines.errors import InputError
-    from pipelines.training import train_model
+    from pipelines.stages.train import train_model
+    from pipelines.store.errors import InputError
 
     settings = make_settings(**SMALL)
     frame = synthetic_snapshots(300).with_columns(pl.lit(None, dtype=pl.Int32).alias("churn_30d"))
@@ -222,8 +222,8 @@ def test_training_without_matured_labels_is_a_clear_error(make_settings):
 
 
 def test_training_with_a_single_snapshot_is_a_clear_error(make_settings):
-    from pipelines.errors import InputError
-    from pipelines.training import train_model
+    from pipelines.stages.train import train_model
+    from pipelines.store.errors import InputError
 
     settings = make_settings(**SMALL)
     write_snapshots(settings, synthetic_snapshots(300).filter(pl.col("as_of") == AS_OF[0]))
@@ -233,7 +233,7 @@ def test_training_with_a_single_snapshot_is_a_clear_error(make_settings):
 
 def test_large_training_sets_are_a_stable_customer_sample(make_settings):
     """Above models.max_train_rows, training reads a hash sample of whole customers, reproducibly."""
-    from pipelines.training import training_frames
+    from pipelines.stages.train import training_frames
 
     settings = make_settings(**{"models": {**SMALL["models"], "max_train_rows": 1000}})
     write_snapshots(settings, synthetic_snapshots())

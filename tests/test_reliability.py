@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from pipelines.config import load_settings
-from pipelines.errors import ChurnError, ConfigError
-from pipelines.ingest import ingest_landing
+from pipelines.stages.ingest import ingest_landing
+from pipelines.store.config import load_settings
+from pipelines.store.errors import ChurnError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 USAGE_COLUMNS = [
@@ -301,7 +301,7 @@ def test_mlflow_store_killed_while_being_created_is_built_again_whole(tmp_path):
     discards it and builds the store whole, instead of failing on a half-made schema."""
     import sqlite3
 
-    from pipelines.tracking import experiment_client
+    from pipelines.store.tracking import experiment_client
 
     settings = load_settings(home=tmp_path, environ={})
     store = tmp_path / "mlflow" / "mlflow.db"

@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pipelines.config import load_settings
+from pipelines.store.config import load_settings
 from retention.evaluation import compare, roi
+from retention.handoff import contact_rows, control_rows
 from retention.masking import mask_ids
 from retention.policy import decide
 
@@ -169,8 +170,17 @@ def test_control_group_is_reproducible_stratified_and_never_offered(cfg):
     assert 0.06 < share < 0.14
     by_tier = a.group_by("value_tier").agg(pl.col("control_flag").mean())
     assert (by_tier["control_flag"] > 0.03).all()
-    # control customers consume no budget and no channel capacity
-    assert result_cost(a.filter(pl.col("control_flag"))) > 0  # they would have cost something
+    # Control customers consume no budget, and nothing handed off offers them anything: the
+    # contact rows hold no control customer, the control rows no offer, channel or cost.
+    result = run(cfg, frame, seed=11)
+    treated = a.filter(~pl.col("control_flag"))
+    assert result.budget_used == pytest.approx(result_cost(treated), abs=0.01)
+    contacts, control = contact_rows(a), control_rows(a)
+    assert contacts.height == treated.height and "control_flag" not in contacts.columns
+    assert not set(contacts["customer_id"]) & set(control["customer_id"])
+    assert control.height == a["control_flag"].sum() > 0
+    offering = {"offer", "channel", "offer_cost", "contact_cost", "expected_value", "contact_by"}
+    assert not offering & set(control.columns)
     treated_only = run(cfg, frame, seed=11, control_share=0.0).retention_list
     assert treated_only["control_flag"].sum() == 0
 
@@ -202,10 +212,27 @@ def test_evaluation_statistics_against_hand_computed_values():
     r = compare(treated_n=1000, treated_churned=50, control_n=500, control_churned=40)
     assert r["treated_churn_rate"] == 0.05 and r["control_churn_rate"] == 0.08
     assert r["difference"] == pytest.approx(0.03)
-    se = (0.05 * 0.95 / 1000 + 0.08 * 0.92 / 500) ** 0.5
-    assert r["ci_low"] == pytest.approx(0.03 - 1.96 * se) and r["ci_high"] == pytest.approx(
-        0.03 + 1.96 * se
-    )
+    # Expected counts all >= 5: the score test, and the interval holds the differences it does not
+    # reject: at each bound the score statistic (rates fitted under that difference, here by a
+    # numerical maximum likelihood) is exactly ±1.96.
+    assert r["test"] == "score (χ²)"
+    from scipy.optimize import minimize_scalar
+
+    def score(delta: float) -> float:
+        def nll(pc: float) -> float:
+            pt = pc - delta
+            return -(
+                40 * np.log(pc) + 460 * np.log(1 - pc) + 50 * np.log(pt) + 950 * np.log(1 - pt)
+            )
+
+        pc = minimize_scalar(
+            nll, bounds=(delta + 1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-12}
+        ).x
+        pt = pc - delta
+        return (0.03 - delta) / np.sqrt(pc * (1 - pc) / 500 + pt * (1 - pt) / 1000)
+
+    assert score(r["ci_low"]) == pytest.approx(1.959964, abs=2e-3)
+    assert score(r["ci_high"]) == pytest.approx(-1.959964, abs=2e-3)
     # χ² for [[50, 950], [40, 460]] without continuity correction
     from scipy.stats import chi2
 
@@ -221,8 +248,8 @@ def test_list_is_published_masked_owner_only_and_reproducible(tmp_path):
     """Targeting end to end on stored scores: masked exports, 0600 files, same list id twice."""
     import duckdb
 
-    from pipelines.contracts import TABLES, raw_table_ddl
-    from pipelines.targeting import build_retention_list
+    from configs.contracts import TABLES, raw_table_ddl
+    from pipelines.stages.target import build_retention_list
 
     settings = load_settings(home=tmp_path / "home", environ={})
     frame = customers(500)

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from configs.contracts import TABLES
 from configs.schema import SimulatorConfig
-from pipelines.contracts import TABLES
 from simulator import advance, simulate
 from simulator import response as rm
 from simulator.counterfactual import counterfactual

@@ -1,0 +1,1 @@
+"""Running stages: flows, the run lock, the cluster, deployments and the demo."""

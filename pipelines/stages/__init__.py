@@ -1,0 +1,1 @@
+"""Stages: each reads and writes the warehouse for one step of the cycle."""

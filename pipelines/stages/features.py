@@ -1,0 +1,320 @@
+"""Build, store and load feat.customer_snapshot (DuckDB + Parquet) and its feature dictionary."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from configs.schema import Settings
+from features.columns import feature_columns
+from features.describe import dictionary_csv
+from features.snapshot import PLANS_NOW_SQL, labels_sql, snapshot_sql
+from features.split import monthly_as_of_dates
+from pipelines.store.config import config_hash
+from pipelines.store.errors import InputError
+from pipelines.store.warehouse import BUILD_LOG_DDL, connect
+from pipelines.store.workdir import Workdir, atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureBuildReport:
+    as_of_dates: list[date] = field(default_factory=list)
+    rows: int = 0
+    features: int = 0
+    seconds: float = 0.0
+    data_end: date | None = None
+    parquet: list[str] = field(default_factory=list)
+
+
+def data_end(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The last day the loaded data covers (usage is delivered every day)."""
+    return con.execute("SELECT max(usage_date) FROM raw.usage_daily").fetchall()[0][0]
+
+
+def build_frame(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, end: date
+) -> pl.DataFrame:
+    """Snapshot + labels for one as-of date, as a polars frame (pure SQL over raw tables)."""
+    con.execute(PLANS_NOW_SQL)
+    con.execute("DROP TABLE IF EXISTS _snap")
+    con.execute(f"CREATE TEMP TABLE _snap AS {snapshot_sql(settings.features)}", {"as_of": as_of})
+    f = settings.features
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _labels AS {labels_sql(f.horizons_days, f.serious_arrears_days)}",
+        {"data_end": end},
+    )
+    frame = con.sql(
+        "SELECT s.*, l.* EXCLUDE (customer_id, as_of) FROM _snap s JOIN _labels l USING (customer_id, as_of)"
+    ).pl()
+    # Fixed-point results of SQL arithmetic become plain floats for the models, and floats are
+    # rounded: parallel aggregation sums in varying order, and the last bits must not change a
+    # model (or a resumed cycle's list).
+    frame = frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+    return frame.with_columns(pl.col(pl.Float64, pl.Float32).round(6))
+
+
+def build_snapshots(
+    settings: Settings, as_of: date, history: int = 1, con=None
+) -> FeatureBuildReport:
+    """Build `history` monthly snapshots ending at as_of; replaces those dates atomically."""
+    started = time.perf_counter()
+    wd = Workdir.from_settings(settings).ensure()
+    own = con is None
+    con = con or connect(wd)
+    report = FeatureBuildReport()
+    try:
+        try:
+            end = data_end(con)
+        except duckdb.CatalogException:
+            raise InputError("no usage data loaded: run `churn ingest` first") from None
+        if end is None or as_of > end:
+            raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+        report.data_end = end
+        parts = -(-_customers(con) // settings.warehouse.partition_customers)
+        if own and parts > 1:
+            # Large bases: partitions one after another, each attaching the warehouse read-only.
+            con.close()
+            own = False
+            return build_snapshots_partitioned(settings, as_of, history, _sequential, parts)
+
+        def frames() -> Iterator[pl.DataFrame]:
+            # One date at a time: memory holds one snapshot, not the whole history.
+            for d in monthly_as_of_dates(as_of, history):
+                frame = build_frame(con, settings, d, end)
+                log.info("snapshot %s: %d customers", d, frame.height)
+                yield frame
+
+        store_snapshots(settings, con, frames(), as_of, history, report)
+    finally:
+        if own:
+            con.close()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _customers(con: duckdb.DuckDBPyConnection) -> int:
+    try:
+        return int(con.execute("SELECT count(*) FROM raw.customers").fetchone()[0])
+    except duckdb.CatalogException:
+        return 0
+
+
+def _sequential(fn, args: list[tuple]) -> list:
+    return [fn(*a) for a in args]
+
+
+def store_snapshots(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    frames: Iterable[pl.DataFrame],
+    as_of: date,
+    history: int,
+    report: FeatureBuildReport,
+) -> None:
+    """Replace the built dates in feat.customer_snapshot and Parquet, in one transaction.
+
+    `frames` is consumed one snapshot at a time inside the transaction, so a failure part-way
+    leaves the previous snapshots in place.
+    """
+    wd = Workdir.from_settings(settings)
+    con.execute(BUILD_LOG_DDL)
+    dates = set(monthly_as_of_dates(as_of, history))
+    heights: dict[date, int] = {}
+    con.execute("BEGIN")
+    try:
+        cleared: set[date] = set()
+        for frame in frames:
+            con.register("_new_snap", frame)
+            try:
+                if not cleared:
+                    _prepare_table(con)
+                built = set(frame["as_of"].unique().to_list())
+                # Every date this build owns is emptied once, before its first rows go in.
+                fresh = (built | dates) - cleared
+                con.execute(
+                    "DELETE FROM feat.customer_snapshot WHERE list_contains(?, as_of)",
+                    [sorted(fresh)],
+                )
+                cleared |= fresh
+                dates |= built
+                con.execute("INSERT INTO feat.customer_snapshot SELECT * FROM _new_snap")
+            finally:
+                con.unregister("_new_snap")
+            for d in built:
+                heights[d] = heights.get(d, 0) + frame.filter(pl.col("as_of") == d).height
+            report.rows += frame.height
+            report.features = len(feature_columns(frame.columns))
+        ordered = sorted(dates)
+        con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [ordered])
+        h = config_hash(settings)
+        for d in ordered:
+            con.execute(
+                "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
+                [d, h, heights.get(d, 0)],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    report.as_of_dates = ordered
+    for d in ordered:
+        target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+        with atomic_path(target) as tmp:
+            # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
+            sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
+            con.execute(f"{sql} TO '{_sql_path(tmp)}' (FORMAT parquet)", [d])
+        report.parquet.append(str(target))
+    atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _prepare_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create feat.customer_snapshot like _new_snap; drop it first if the feature set changed."""
+    existing = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'feat' AND table_name = 'customer_snapshot' ORDER BY ordinal_position"
+    ).fetchall()
+    incoming = [tuple(r[:2]) for r in con.execute("DESCRIBE _new_snap").fetchall()]
+    if existing and [tuple(c) for c in existing] != incoming:
+        # The feature set changed (config or code): older snapshots must be rebuilt.
+        con.execute("DROP TABLE feat.customer_snapshot")
+        con.execute("DELETE FROM feat.build_log")
+        existing = []
+    if not existing:
+        con.execute("CREATE TABLE feat.customer_snapshot AS SELECT * FROM _new_snap LIMIT 0")
+
+
+def build_partition(
+    db_path: str, settings: Settings, as_of: date, end: date, part: int, parts: int
+) -> pl.DataFrame:
+    """One customer-hash partition of a snapshot: the same SQL over raw tables seen through views.
+
+    Every feature is a per-customer aggregate, so partitions concatenate to the full snapshot.
+    The warehouse is attached read-only: any number of workers can read it at once.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{int(settings.warehouse.memory_limit_mb)}MB'")
+        quoted = db_path.replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
+        con.execute("CREATE SCHEMA raw")
+        tables = con.execute(
+            "SELECT table_name, bool_or(column_name = 'customer_id') FROM information_schema.columns"
+            " WHERE table_catalog = 'wh' AND table_schema = 'raw' GROUP BY 1"
+        ).fetchall()
+        for table, keyed in tables:
+            where = f" WHERE hash(customer_id) % {int(parts)} = {int(part)}" if keyed else ""
+            name = table.replace('"', '""')
+            # names come from the warehouse's own catalogue (contract tables), quoted
+            con.execute(f'CREATE VIEW raw."{name}" AS SELECT * FROM wh.raw."{name}"{where}')  # noqa: S608
+        return build_frame(con, settings, as_of, end)
+    finally:
+        con.close()
+
+
+def build_snapshots_partitioned(
+    settings: Settings, as_of: date, history: int, run_parts, parts: int | None = None
+) -> FeatureBuildReport:
+    """build_snapshots with each date computed as customer-hash partitions by `run_parts`.
+
+    `run_parts(fn, [args, ...])` runs fn over the argument tuples (e.g. as Dask tasks) and returns
+    their results; the warehouse is closed meanwhile so workers can attach it.
+    """
+    started = time.perf_counter()
+    wd = Workdir.from_settings(settings).ensure()
+    report = FeatureBuildReport()
+    con = connect(wd, read_only=True)
+    try:
+        end = data_end(con)
+    except duckdb.CatalogException:
+        raise InputError("no usage data loaded: run `churn ingest` first") from None
+    finally:
+        con.close()
+    if end is None or as_of > end:
+        raise InputError(f"as-of {as_of} is after the loaded data (which ends {end})")
+    report.data_end = end
+    parts = parts or settings.executor.partitions
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=wd.features))
+    try:
+        staged = []
+        for d in monthly_as_of_dates(as_of, history):
+            pieces = run_parts(
+                build_partition,
+                [(str(wd.db_path), settings, d, end, k, parts) for k in range(parts)],
+            )
+            frame = pl.concat(pieces, how="vertical_relaxed").sort("customer_id")
+            log.info("snapshot %s: %d customers in %d partitions", d, frame.height, parts)
+            # Staged on disk: the writer holds one snapshot in memory at a time.
+            staged.append(staging / f"{d.isoformat()}.parquet")
+            frame.write_parquet(staged[-1])
+            del frame, pieces
+        con = connect(wd)
+        try:
+            store_snapshots(
+                settings, con, (pl.read_parquet(f) for f in staged), as_of, history, report
+            )
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def needs_build(settings: Settings, as_of: date, con=None) -> bool:
+    own = con is None
+    wd = Workdir.from_settings(settings)
+    if own and not wd.db_path.exists():
+        return True
+    con = con or connect(wd)
+    try:
+        con.execute(BUILD_LOG_DDL)
+        row = con.execute(
+            "SELECT config_hash, stale FROM feat.build_log WHERE as_of = ?", [as_of]
+        ).fetchone()
+    finally:
+        if own:
+            con.close()
+    return row is None or row[1] or row[0] != config_hash(settings)
+
+
+def load_snapshots(
+    settings: Settings,
+    as_of_dates: list[date] | None = None,
+    con=None,
+    where: str = "true",
+    sample: float = 1.0,
+) -> pl.DataFrame:
+    """Snapshots (all dates, or those given) in a fixed order; `sample` < 1 keeps a stable
+    share of customers (by hash, so a customer's months stay together)."""
+    own = con is None
+    con = con or connect(Workdir.from_settings(settings), read_only=True)
+    dates = "list_contains($dates, as_of)" if as_of_dates else "true"
+    keep = f"hash(customer_id) % 1000000 < {int(sample * 1_000_000)}" if sample < 1 else "true"
+    params = {"dates": as_of_dates} if as_of_dates else {}
+    try:
+        return con.sql(
+            # A fixed row order: training must not depend on how DuckDB scheduled the scan.
+            f"SELECT * FROM feat.customer_snapshot WHERE {dates} AND {keep} AND ({where})"  # noqa: S608 - callers pass fixed SQL
+            " ORDER BY as_of, customer_id",
+            params=params,
+        ).pl()
+    except duckdb.CatalogException:
+        raise InputError("no feature snapshots yet: run `churn features --as-of DATE`") from None
+    finally:
+        if own:
+            con.close()

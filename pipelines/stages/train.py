@@ -1,0 +1,398 @@
+"""Train churn and credit-risk models out of time, track them in MLflow, register and promote."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import mlflow
+import numpy as np
+import polars as pl
+
+from configs.contracts import REGISTERED
+from configs.schema import Settings
+from features.columns import feature_columns
+from features.split import out_of_time_split
+from models import lgbm, metrics
+from models.attribution import agreement
+from models.promotion import decide
+from pipelines.stages.features import load_snapshots
+from pipelines.store.errors import ConfigError, InputError
+from pipelines.store.registry import load_bundle
+from pipelines.store.tracking import experiment_client, git_commit
+from pipelines.store.warehouse import connect
+from pipelines.store.workdir import Workdir, audit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: str
+    run_id: str
+    version: str
+    metrics: dict[str, float]
+    validation_as_of: date
+    train_as_of: list[date] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class PromotionResult:
+    model: str
+    promoted: bool
+    champion_version: str | None
+    explanation: str
+
+
+# The wrapper takes polars or pandas frames, so MLflow's type-hint validation does not apply.
+warnings.filterwarnings(
+    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
+)
+
+
+class BundleModel(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper: calibrated probabilities from a snapshot-shaped frame."""
+
+    def __init__(self, trained: lgbm.TrainedModel, label: str) -> None:
+        self.trained = trained
+        self.label = label
+
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+        frame = (
+            pl.from_pandas(model_input)
+            if not isinstance(model_input, pl.DataFrame)
+            else model_input
+        )
+        return self.trained.predict(frame)
+
+
+def label_for(settings: Settings, model: str) -> str:
+    h = settings.models.horizon_days
+    if h not in settings.features.horizons_days:
+        raise ConfigError(
+            f"models.horizon_days {h} must be one of features.horizons_days {settings.features.horizons_days}"
+        )
+    return f"{'churn' if model == 'churn' else 'default'}_{h}d"
+
+
+def fingerprint(frame: pl.DataFrame, label: str) -> str:
+    """A short hash of which customers, dates and labels a model saw."""
+    digest = hashlib.sha256()
+    keyed = frame.select("customer_id", "as_of", label).sort(["as_of", "customer_id"])
+    digest.update(keyed.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def training_frames(
+    settings: Settings, model: str, as_of: date | None
+) -> tuple[pl.DataFrame, pl.DataFrame, str, list[date], date]:
+    label = label_for(settings, model)
+    cfg = settings.models
+    matured = f"{label} IS NOT NULL" + (" AND as_of <= $as_of" if as_of else "")
+    con = connect(Workdir.from_settings(settings), read_only=True)
+    try:
+        try:
+            counts = dict(
+                con.execute(
+                    f"SELECT as_of, count(*) FROM feat.customer_snapshot WHERE {matured} GROUP BY 1",  # noqa: S608 - label is a config-validated column name
+                    {"as_of": as_of} if as_of else {},
+                ).fetchall()
+            )
+        except duckdb.CatalogException:
+            raise InputError(
+                "no feature snapshots yet: run `churn features --as-of DATE`"
+            ) from None
+        if not counts:
+            raise InputError(
+                f"no snapshot has a matured {label} label yet: build more history with "
+                "`churn features --as-of DATE --history K`"
+            )
+        dates = sorted(counts)
+        try:
+            train_dates, valid_date = out_of_time_split(dates, dates[-1], cfg.horizon_days)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        n_train = sum(counts[d] for d in train_dates)
+        train = load_snapshots(
+            settings,
+            train_dates,
+            con,
+            f"{label} IS NOT NULL",
+            min(1.0, cfg.max_train_rows / n_train),
+        )
+        valid = load_snapshots(
+            settings,
+            [valid_date],
+            con,
+            f"{label} IS NOT NULL",
+            min(1.0, cfg.max_valid_rows / counts[valid_date]),
+        )
+    finally:
+        con.close()
+    if train.height < n_train:
+        log.info("training on a %d-row customer sample of %d rows", train.height, n_train)
+    for name, part in (("training", train), ("validation", valid)):
+        if part[label].n_unique() < 2:
+            raise InputError(
+                f"the {name} data has a single class for {label}: simulate more customers or months"
+            )
+    return train, valid, label, train_dates, valid_date
+
+
+def _plots(y: np.ndarray, p: np.ndarray, importance: dict[str, float], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gains = metrics.gains_table(y, p)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    share = [g["decile"] / 10 for g in gains]
+    ax[0].plot([0, *share], [0, *[g["cumulative_gain"] for g in gains]], marker="o", label="model")
+    ax[0].plot([0, 1], [0, 1], "--", color="grey", label="random")
+    ax[0].set(
+        title="cumulative gains", xlabel="share of customers targeted", ylabel="share of positives"
+    )
+    ax[0].legend()
+    ax[1].bar([g["decile"] for g in gains], [g["cumulative_lift"] for g in gains])
+    ax[1].set(title="cumulative lift by decile", xlabel="decile", ylabel="lift")
+    fig.tight_layout()
+    fig.savefig(folder / "gains_lift.png", dpi=90)
+    plt.close(fig)
+    cal = metrics.calibration_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([c["predicted"] for c in cal], [c["observed"] for c in cal], marker="o")
+    top = max(max(c["predicted"] for c in cal), max(c["observed"] for c in cal))
+    ax.plot([0, top], [0, top], "--", color="grey")
+    ax.set(title="calibration", xlabel="predicted", ylabel="observed")
+    fig.tight_layout()
+    fig.savefig(folder / "calibration.png", dpi=90)
+    plt.close(fig)
+    top_imp = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.barh([k for k, _ in reversed(top_imp)], [v for _, v in reversed(top_imp)])
+    ax.set(title="feature importance (gain)")
+    fig.tight_layout()
+    fig.savefig(folder / "feature_importance.png", dpi=90)
+    plt.close(fig)
+    (folder / "gains.json").write_text(json.dumps(gains, indent=2))
+    (folder / "calibration.json").write_text(json.dumps(cal, indent=2))
+    (folder / "feature_importance.json").write_text(json.dumps(dict(top_imp), indent=2))
+
+
+def reason_agreement(
+    settings: Settings, trained: lgbm.TrainedModel, valid: pl.DataFrame
+) -> dict[str, float]:
+    """How often path attribution names the same top reasons as exact TreeSHAP (validation sample)."""
+    check = valid if valid.height <= 3000 else valid.sample(3000, seed=settings.seed)
+    matrix = trained.features.matrix(check)
+    found = agreement(
+        trained.contributions(matrix, "path"),
+        trained.contributions(matrix, "treeshap"),
+        settings.models.reason_codes,
+    )
+    return {f"reasons_{k}_vs_treeshap": v for k, v in found.items()}
+
+
+def train_model(
+    settings: Settings,
+    model: Literal["churn", "credit"],
+    trials: int | None = None,
+    as_of: date | None = None,
+) -> TrainResult:
+    """Tune, train and calibrate; log everything to MLflow; register as `challenger`."""
+    if model not in REGISTERED:
+        raise InputError(f"unknown model {model!r}: choose churn or credit")
+    started = time.perf_counter()
+    cfg = settings.models
+    trials = trials or cfg.trials
+    train, valid, label, train_dates, valid_date = training_frames(settings, model, as_of)
+    columns = feature_columns(train.columns)
+    # Early stopping and tuning use a random fifth of the training rows; the out-of-time
+    # validation date is only ever used for the reported metrics and the promotion gate.
+    rng = np.random.default_rng(settings.seed)
+    inner = rng.random(train.height) < 0.2
+    tr, va = train.filter(pl.Series(~inner)), train.filter(pl.Series(inner))
+    y_tr, y_va = tr[label].to_numpy().astype(float), va[label].to_numpy().astype(float)
+    task = "churn" if model == "churn" else "credit"
+    client, experiment_id = experiment_client(settings)
+    name = REGISTERED[model]
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"train-{name}-{valid_date}"
+    ) as run:
+        mlflow.set_tags(
+            {"model": name, "git_commit": git_commit(), "stage": "train", "label": label}
+        )
+
+        def on_trial(trial, params, score):
+            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+                mlflow.log_params(params)
+                mlflow.log_metric("inner_pr_auc", score)
+
+        best_params, best_inner = lgbm.tune(
+            tr,
+            y_tr,
+            va,
+            y_va,
+            columns,
+            cfg.search_space,
+            trials,
+            cfg.num_boost_round,
+            cfg.early_stopping_rounds,
+            settings.seed,
+            on_trial=on_trial,
+            timeout=cfg.timeout_seconds,
+        )
+        if settings.executor.kind == "dask" and settings.executor.dask_training:
+            from pipelines.stages.train_dask import fit_on_dask
+
+            trained, on_dask = fit_on_dask(settings, tr, y_tr, va, y_va, columns, best_params)
+            mlflow.set_tags(on_dask)
+        else:
+            trained = lgbm.fit(
+                tr,
+                y_tr,
+                va,
+                y_va,
+                columns,
+                best_params,
+                cfg.num_boost_round,
+                cfg.early_stopping_rounds,
+                cfg.calibration,
+                settings.seed,
+                refit=True,
+            )
+        reason_metrics = reason_agreement(settings, trained, valid)
+        y_val = valid[label].to_numpy().astype(float)
+        p_val = trained.predict(valid)
+        scores = metrics.summary(y_val, p_val, task, cfg.empc.model_dump())
+        mlflow.log_params(
+            {
+                **best_params,
+                "trials": trials,
+                "best_iteration": trained.best_iteration,
+                "calibration": trained.calibrator.method,
+                "label": label,
+                "train_as_of": ",".join(map(str, train_dates)),
+                "validation_as_of": str(valid_date),
+                "train_rows": train.height,
+                "validation_rows": valid.height,
+                "data_fingerprint": fingerprint(pl.concat([train, valid]), label),
+            }
+        )
+        mlflow.log_metrics({**scores, **reason_metrics, "inner_pr_auc": best_inner})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "features.json").write_text(json.dumps(columns, indent=2))
+            _plots(y_val, p_val, trained.importance(), folder)
+            mlflow.log_artifacts(str(folder), artifact_path="evaluation")
+        # The model takes snapshot rows as they are stored (text categories, numbers).
+        example = valid.select(columns).head(5).to_pandas()
+        signature = mlflow.models.infer_signature(example, trained.predict(valid.head(5)))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BundleModel(trained, label),
+            signature=signature,
+            input_example=example,
+        )
+        version = mlflow.register_model(info.model_uri, name)
+        client.set_registered_model_alias(name, "challenger", version.version)
+        client.set_model_version_tag(name, version.version, "validation_as_of", str(valid_date))
+    return TrainResult(
+        model=model,
+        run_id=run.info.run_id,
+        version=str(version.version),
+        metrics=scores,
+        validation_as_of=valid_date,
+        train_as_of=train_dates,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def promote(
+    settings: Settings,
+    model: Literal["churn", "credit"],
+    force: bool = False,
+    reason: str | None = None,
+) -> PromotionResult:
+    """Apply the champion/challenger gate on the challenger's out-of-time validation data."""
+    name = REGISTERED.get(model, model)
+    client, _ = experiment_client(settings)
+    challenger, c_version = load_bundle(settings, name, "challenger")
+    try:
+        champion, ch_version = load_bundle(settings, name, "champion")
+    except InputError:
+        champion, ch_version = None, None
+    if ch_version == c_version:
+        return PromotionResult(model, False, ch_version, f"version {c_version} is already champion")
+    valid_as_of = date.fromisoformat(
+        client.get_model_version(name, c_version).tags["validation_as_of"]
+    )
+    label = challenger_label = label_for(settings, "churn" if name == "churn" else "credit")
+    valid = load_snapshots(settings, [valid_as_of]).filter(pl.col(label).is_not_null())
+    y = valid[challenger_label].to_numpy().astype(float)
+    task = "churn" if name == "churn" else "credit"
+    new = metrics.summary(y, challenger.predict(valid), task, settings.models.empc.model_dump())
+    old = None
+    if champion is not None:
+        old = metrics.summary(y, champion.predict(valid), task, settings.models.empc.model_dump())
+    decision = decide(new, old, settings.models.promotion)
+    promoted = decision.promote or force
+    explanation = decision.explanation
+    if force and not decision.promote:
+        if not reason:
+            raise InputError("--force needs --reason: overriding the gate is audited")
+        explanation = f"FORCED ({reason}) despite: {decision.explanation}"
+        audit(
+            Workdir.from_settings(settings),
+            f"force-promote {name} v{c_version}: {reason}; gate said: {decision.explanation}",
+        )
+    client.set_model_version_tag(name, c_version, "gate", explanation)
+    if promoted:
+        client.set_registered_model_alias(name, "champion", c_version)
+        log.info("%s v%s promoted: %s", name, c_version, explanation)
+        return PromotionResult(model, True, c_version, explanation)
+    log.warning("%s v%s not promoted: %s", name, c_version, explanation)
+    return PromotionResult(model, False, ch_version, explanation)
+
+
+def list_models(settings: Settings) -> list[dict]:
+    """Registered versions with their aliases and key validation metrics."""
+    client, _ = experiment_client(settings)
+    rows = []
+    for name in REGISTERED.values():
+        try:
+            versions = client.search_model_versions(f"name='{name}'")
+            aliases = client.get_registered_model(name).aliases
+        except mlflow.exceptions.MlflowException:
+            continue
+        by_version: dict[str, list[str]] = {}
+        for alias, v in aliases.items():
+            by_version.setdefault(str(v), []).append(alias)
+        for v in sorted(versions, key=lambda mv: int(mv.version)):
+            m = client.get_run(v.run_id).data.metrics
+            rows.append(
+                {
+                    "model": name,
+                    "version": v.version,
+                    "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
+                    "validation_as_of": v.tags.get("validation_as_of", ""),
+                    "roc_auc": m.get("roc_auc"),
+                    "pr_auc": m.get("pr_auc"),
+                    "brier": m.get("brier"),
+                    "lift": m.get("top_decile_lift"),
+                    "run_id": v.run_id,
+                    "gate": v.tags.get("gate", ""),
+                }
+            )
+    return rows

@@ -1,0 +1,268 @@
+"""Train the uplift model on evaluated campaigns (MLflow), and attach its estimates for targeting."""
+
+# ruff: noqa: S608 - SQL text below only interpolates integers from the validated config.
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import polars as pl
+
+from configs.contracts import UPLIFT_MODEL
+from configs.schema import Settings
+from features.columns import feature_columns
+from models.uplift import OFFER_COLUMN, UpliftModel, fit_uplift, qini_coefficient, uplift_gate
+from pipelines.stages.features import load_snapshots
+from pipelines.store.tracking import experiment_client, git_commit
+from pipelines.store.warehouse import connect
+from pipelines.store.workdir import Workdir, mask_salt
+from retention.masking import mask_ids
+
+log = logging.getLogger(__name__)
+
+# Columns campaign_rows adds to the snapshot: bookkeeping, never model features.
+EXTRA_COLUMNS = {"offer", "treated", "listed", "gone", "churned", "held_out"}
+
+
+@dataclass
+class UpliftResult:
+    trained: bool
+    explanation: str
+    version: str | None = None
+    champion: bool = False
+    qini: float | None = None
+    qini_by_risk: float | None = None
+    qini_two_model: float | None = None
+    lists: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class UpliftBundle(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper: `uplift_<offer>` columns for snapshot-shaped rows."""
+
+    def __init__(self, model: UpliftModel) -> None:
+        self.model = model
+
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+        frame = (
+            model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
+        )
+        return self.model.uplift_columns(frame).to_pandas()
+
+
+def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame:
+    """Customers at each matured list date: arm, offer, held-out flag and churn outcome.
+
+    A list's outcome has matured when the data reach `uplift.horizon_days` past its date. Customers
+    not on a list at that date were left alone, so they join the control arm (the targeting
+    depended only on the features, which the models condition on) — unless an earlier list
+    contacted them within the horizon: its offer may still act, so they are no clean control.
+    """
+    cfg = settings.retention.uplift
+    wd = Workdir.from_settings(settings)
+    con = connect(wd, read_only=True)
+    try:
+        try:
+            lists = con.sql(
+                f"""SELECT m.list_id, m.as_of FROM retention.list_manifest m
+                    WHERE m.as_of + INTERVAL {int(cfg.horizon_days)} DAY
+                          <= (SELECT max(usage_date) FROM raw.usage_daily)
+                      AND ($as_of IS NULL OR m.as_of + INTERVAL {int(cfg.horizon_days)} DAY <= $as_of)
+                      AND EXISTS (SELECT 1 FROM raw.contacts c WHERE c.list_id = m.list_id)
+                    ORDER BY m.as_of""",
+                params={"as_of": as_of},
+            ).pl()
+        except Exception:  # no lists or no contacts yet
+            return pl.DataFrame()
+        if lists.is_empty():
+            return pl.DataFrame()
+        on_list = con.sql(
+            """SELECT customer_id, as_of, offer, NOT control_flag AS treated
+               FROM retention.retention_lists WHERE list_contains(?, list_id)""",
+            params=[lists["list_id"].to_list()],
+        ).pl()
+        churn = con.sql(
+            "SELECT customer_id, min(disconnect_date) AS gone FROM raw.disconnects GROUP BY 1"
+        ).pl()
+        contacted = con.sql(
+            "SELECT DISTINCT customer_id, contact_date FROM raw.contacts WHERE NOT control_flag"
+        ).pl()
+    finally:
+        con.close()
+    snap = load_snapshots(settings, sorted(set(lists["as_of"].to_list())))
+    frame = (
+        snap.join(on_list, on=["customer_id", "as_of"], how="left")
+        .join(churn, on="customer_id", how="left")
+        .with_columns(
+            pl.col("treated").fill_null(False),
+            pl.col("offer").is_not_null().alias("listed"),
+            (
+                pl.col("gone").is_not_null()
+                & (pl.col("gone") > pl.col("as_of"))
+                & (pl.col("gone") <= pl.col("as_of") + pl.duration(days=cfg.horizon_days))
+            )
+            .cast(pl.Int32)
+            .alias("churned"),
+        )
+    )
+    recent = (
+        frame.filter(pl.col("offer").is_null())
+        .select("customer_id", "as_of")
+        .join(contacted, on="customer_id")
+        .filter(
+            (pl.col("contact_date") <= pl.col("as_of"))
+            & (pl.col("contact_date") > pl.col("as_of") - pl.duration(days=cfg.horizon_days))
+        )
+        .select("customer_id", "as_of")
+        .unique()
+    )
+    frame = frame.join(recent, on=["customer_id", "as_of"], how="anti")
+    # Held-out campaign customers by a hash of the id: stable across runs and lists.
+    held = (frame["customer_id"].hash(seed=settings.seed) % 10_000) < int(
+        cfg.holdout_share * 10_000
+    )
+    return frame.with_columns((held & pl.col("listed")).alias("held_out"))
+
+
+def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
+    """Fit the two-model uplift estimator; log, register, and make champion if Qini clears the bar."""
+
+    started = time.perf_counter()
+    cfg = settings.retention.uplift
+    frame = campaign_rows(settings, as_of)
+    listed = frame.filter(pl.col("listed")) if frame.height else frame
+    if listed.height < cfg.min_list_rows:
+        why = (
+            f"{listed.height} customers on matured, played-out lists; uplift needs "
+            f"{cfg.min_list_rows} (lists mature {cfg.horizon_days} days after their date)"
+        )
+        log.info("uplift not trained: %s", why)
+        return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
+    columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
+    train = frame.filter(~pl.col("held_out"))
+    hold = frame.filter(pl.col("held_out"))
+    treated = train.filter(pl.col("treated"))
+    control = train.filter(~pl.col("treated"))
+
+    def fit(learner: str):
+        return fit_uplift(
+            treated,
+            treated["churned"].to_numpy().astype(float),
+            control,
+            control["churned"].to_numpy().astype(float),
+            columns,
+            seed=settings.seed,
+            learner=learner,
+        )
+
+    try:
+        model = fit("relative")
+    except ValueError as exc:
+        return UpliftResult(False, f"uplift not trained: {exc}")
+    y, t = hold["churned"].to_numpy(), hold["treated"].to_numpy()
+    if t.all() or not t.any():
+        qini = qini_risk = qini_two = None
+    else:
+        qini = qini_coefficient(y, t, model.uplift(hold, hold[OFFER_COLUMN]))
+        qini_risk = qini_coefficient(y, t, model.control.predict(hold))
+        # The T-learner on the same rows, for comparison (it was the learner before).
+        try:
+            two = fit("two_model")
+            qini_two = qini_coefficient(y, t, two.uplift(hold, hold[OFFER_COLUMN]))
+        except ValueError:
+            qini_two = None
+    lists = sorted(set(map(str, listed["as_of"].unique().to_list())))
+    rows = {
+        "treated": treated.height,
+        "control": control.height,
+        "control_on_lists": int(control["listed"].sum()),
+        "held_out": hold.height,
+    }
+    champion, why = uplift_gate(qini, qini_risk, cfg.min_qini)
+    client, experiment_id = experiment_client(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-uplift-{lists[-1]}"):
+        mlflow.set_tags({"model": UPLIFT_MODEL, "stage": "train", "git_commit": git_commit()})
+        mlflow.log_params(
+            {
+                "learner": "LightGBM control risk + ridge offer shift on its log-odds",
+                "offer_shift_penalty": model.treated.penalty,
+                "list_dates": ",".join(lists),
+                "horizon_days": cfg.horizon_days,
+                "offers": ",".join(model.offers),
+                "features": len(columns),
+                **{f"rows_{k}": v for k, v in rows.items()},
+            }
+        )
+        if qini is not None:
+            mlflow.log_metrics({"qini": qini, "qini_rank_by_risk": qini_risk})
+            if qini_two is not None:
+                mlflow.log_metric("qini_two_model", qini_two)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "uplift_holdout.csv"
+            # Artifacts carry masked keys only, like the lists marketing receives.
+            pl.DataFrame(
+                [
+                    mask_ids(hold["customer_id"], mask_salt(settings)),
+                    hold["as_of"],
+                    hold["offer"],
+                    hold["treated"],
+                    hold["churned"],
+                    pl.Series("uplift", model.uplift(hold, hold[OFFER_COLUMN])),
+                ]
+            ).write_csv(path)
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+        info = mlflow.pyfunc.log_model(name="model", python_model=UpliftBundle(model))
+        version = str(mlflow.register_model(info.model_uri, UPLIFT_MODEL).version)
+    client.set_registered_model_alias(UPLIFT_MODEL, "challenger", version)
+    if champion:
+        client.set_registered_model_alias(UPLIFT_MODEL, "champion", version)
+    log.info("uplift v%s: %s", version, why)
+    return UpliftResult(
+        True,
+        why,
+        version,
+        champion,
+        qini,
+        qini_risk,
+        qini_two,
+        lists,
+        rows,
+        round(time.perf_counter() - started, 2),
+    )
+
+
+def load_uplift(settings: Settings, alias: str = "champion") -> tuple[UpliftModel, str] | None:
+    """The uplift model behind an alias and its version, or None when there is none yet."""
+    client, _ = experiment_client(settings)
+    try:
+        mv = client.get_model_version_by_alias(UPLIFT_MODEL, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    loaded = mlflow.pyfunc.load_model(f"models:/{UPLIFT_MODEL}@{alias}")
+    return loaded.unwrap_python_model().model, str(mv.version)
+
+
+def with_uplift(
+    settings: Settings, candidates: pl.DataFrame, as_of: date, alias: str = "champion"
+) -> tuple[pl.DataFrame, str | None]:
+    """Candidates with `uplift_<offer>` columns when uplift is enabled and a champion exists."""
+    if not settings.retention.uplift.enabled:
+        return candidates, None
+    found = load_uplift(settings, alias)
+    if found is None:
+        return candidates, None
+    model, version = found
+    snap = load_snapshots(settings, [as_of]).join(
+        candidates.select("customer_id"), on="customer_id", how="semi"
+    )
+    estimates = pl.concat(
+        [snap.select("customer_id"), model.uplift_columns(snap).with_columns(pl.all().round(6))],
+        how="horizontal",
+    )
+    return candidates.join(estimates, on="customer_id", how="left"), version

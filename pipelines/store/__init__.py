@@ -1,0 +1,1 @@
+"""Where things live: work directory, warehouse, registry, tracking, config, errors."""
