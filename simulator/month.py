@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -17,8 +17,8 @@ import polars as pl
 from features.split import month_end
 from simulator import population as pop
 
-if TYPE_CHECKING:
-    from simulator.world import World
+# The `simulator.world.World` whose month is stepped; not imported, since world imports this module.
+World = Any
 
 SLA_HOURS = {"low": 72.0, "medium": 48.0, "high": 24.0, "critical": 8.0}
 
