@@ -1,21 +1,30 @@
-"""Retention benchmark: profit of random, top-risk, policy, policy + uplift and oracle targeting.
+"""Retention benchmark: profit of random, top-risk, policy, policy + uplift, ceilings and oracle.
 
 One simulated operator runs learning campaigns (a random share of eligible customers, each with a
-random allowed offer, half held out as control), waits until their outcomes have matured over the
-offers' effect window, trains the uplift model, then every strategy ranks the same eligible
-customers at the final month under the same channel capacities.
+random allowed offer through the reference channel, half held out as control), waits until
+their outcomes have matured, trains the uplift model, then every strategy chooses offers and
+channels for the same eligible customers at the final month under the same channel capacities.
 
-Fair budget: every strategy's ranked list is run down until the budget is spent, with cost
-counted by one rule for all — contact cost + offer cost × the customer's true acceptance
-probability (its hidden response type's rate) — the same rule the profit is valued with. (A
-policy budgets on its own acceptance estimate; the money actually runs out on the true one.)
-Valuation: expected customers saved (the true churn reduction over the effect window of that
-offer for that customer) × customer value − that cost. Expectations, not one random draw.
+Counterfactual truth (`simulator.counterfactual`): every contact is valued by the exact
+expectation of what the simulator would do with and without it over the horizon, including the
+churn intents already drawn for the contact month (a treatment cancels a drawn intent with
+probability 1 − effect) and each customer's latent responsiveness. Cost is the contact's cost plus
+the offer's cost times the true probability that it is accepted. Every strategy's list is run down
+until the budget is spent at that true cost: the same rule the profit is valued with.
 
-Reference strategies read the simulator's truth: (e) the oracle knows each customer's hidden
-response type per offer; (e2) knows the true hazard and each customer's persuasion probability per
-offer (from the hidden traits) but not the realised type — the ceiling of any model that sees
-only customer traits.
+What each strategy knows:
+- random, top_risk: the policy's own choice of offer and channel; random order / churn score order;
+- policy: the churn score × configured acceptance, channel reach and persuasion (prior);
+- policy_realisation: the same, scaled per offer by what evaluated campaigns' controls showed;
+- policy_uplift: the uplift model's estimates, scaled to each channel;
+- ceiling_observable: the exact Bayes policy from the customer's true hazard and contact-time
+  state (not their latent responsiveness, not the drawn intents);
+- ceiling_intents: the same, knowing which customers have already decided to leave this month;
+- oracle: everything the simulator knows (latent responsiveness and drawn intents).
+The ceilings and the oracle choose by exact expected value through the policy's own allocation
+(capacities, fallback channels, budget), so they differ from the policy only in what they know.
+
+`--seeds K` repeats everything on K worlds and reports mean and sd per strategy.
 """
 
 from __future__ import annotations
@@ -33,13 +42,14 @@ import polars as pl
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STRATEGIES = (
-    ("a", "random"),
-    ("b", "top risk"),
-    ("c", "policy, no history"),
-    ("c2", "policy + campaign realisation per offer"),
-    ("d", "policy + uplift"),
-    ("e2", "best achievable from observables (true hazard × persuasion probability)"),
-    ("e", "oracle (true response types)"),
+    ("random", "random order, the policy's offer and channel"),
+    ("top_risk", "churn score order, the policy's offer and channel"),
+    ("policy", "policy: churn score × configured acceptance and channel factors"),
+    ("policy_realisation", "policy + campaign realisation per offer"),
+    ("policy_uplift", "policy + uplift model"),
+    ("ceiling_observable", "exact Bayes from true hazard and state (no latent, no intents)"),
+    ("ceiling_intents", "exact Bayes from true hazard, state and drawn intents (no latent)"),
+    ("oracle", "knows latent responsiveness and drawn intents"),
 )
 UNLIMITED = 1e12
 
@@ -139,13 +149,15 @@ def candidates_at(settings, as_of: date) -> pl.DataFrame:
 
 
 def true_costs(chosen: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
-    """Chosen contacts with their true expected cost and saves (the one rule for every strategy)."""
-    from simulator.world import ACCEPT
+    """Chosen contacts with their true expected cost and saves (the one rule for every strategy).
 
-    t = chosen.join(truth, on=["customer_id", "offer"], how="left")
-    accept = t["response_type"].replace_strict(ACCEPT, default=0.2, return_dtype=pl.Float64)
+    `truth` is the oracle's counterfactual per customer × offer × channel (uplift, accept).
+    """
+    t = chosen.join(truth, on=["customer_id", "offer", "channel"], how="left")
     return t.with_columns(
-        (pl.col("contact_cost") + accept * pl.col("offer_cost")).alias("true_cost"),
+        (pl.col("contact_cost") + pl.col("accept").fill_null(0.0) * pl.col("offer_cost")).alias(
+            "true_cost"
+        ),
         pl.col("uplift").fill_null(0.0).alias("true_saves"),
     )
 
@@ -176,90 +188,18 @@ def value_choice(chosen: pl.DataFrame) -> dict[str, float]:
     }
 
 
-def observable_ceiling(home: Path, truth: pl.DataFrame, horizon_days: int) -> pl.DataFrame:
-    """(e2)'s inputs: per customer and offer, the expected uplift and acceptance over the
-    response-type lottery, from the true hazard and hidden traits but not the realised type.
-
-    Response types were drawn from the traits at sign-up (`simulator.population.response_types`);
-    satisfaction has drifted since and its sign-up value is not kept. So the probability of each
-    type is the share of that type among *other* customers with the same traits today: cells of
-    the persuasion drivers (price sensitivity, handset age, segment — unchanged since sign-up) and
-    of today's satisfaction (twentieths). Leaving the customer out keeps their own type out.
-    """
-    from simulator.world import ACCEPT, EFFECT, World
-
-    world = World.load(home)
-    s = world.state.filter(pl.col("active"))
-    sat = s["satisfaction"].to_numpy()
-    price = s["price_sensitivity"].to_numpy()
-    handset = s["handset_age_months"].to_numpy()
-    business = s["segment"].is_in(["enterprise", "government"]).to_numpy()
-    # The drivers each offer's persuasion probability depends on (besides satisfaction).
-    drivers = {
-        "service_recovery_call": np.zeros(s.height),
-        "plan_rightsizing": np.round(price * 20),
-        "handset_upgrade": (handset > 24) * ~business,
-        "loyalty_bonus": np.zeros(s.height),
-        "discount": np.round(price * 20),
-        "account_manager_visit": business.astype(float),
-    }
-    sat_bin = np.minimum((pl.Series(sat).rank("ordinal").to_numpy() - 1) * 20 // s.height, 19)
-    other_accept = np.where(
-        s["latent_risk"].to_numpy() > 0.9, ACCEPT["lost_cause"], ACCEPT["sure_thing"]
-    )
-    h = s["hazard"].to_numpy()
-    months = horizon_days / 30.4
-    p_c = 1 - (1 - h) ** months
-
-    def saved(kind: str) -> np.ndarray:
-        return p_c - (1 - (1 - np.clip(h * EFFECT[kind], 0, 0.95)) ** months)
-
-    def leave_one_out_share(hit: pl.Expr, cell: list[str], frame: pl.DataFrame) -> np.ndarray:
-        f = frame.with_columns(hit.cast(pl.Float64).alias("_hit"))
-        f = f.with_columns(
-            pl.col("_hit").sum().over(cell).alias("_sum"), pl.len().over(cell).alias("_n")
-        )
-        return (
-            f.select(
-                pl.when(pl.col("_n") > 1)
-                .then((pl.col("_sum") - pl.col("_hit")) / (pl.col("_n") - 1))
-                .otherwise(pl.col("_hit").mean())
-            )
-            .to_series()
-            .to_numpy()
-        )
-
-    base = pl.DataFrame({"customer_id": s["customer_id"], "_sat": sat_bin})
-    frames = []
-    for offer, driver in drivers.items():
-        typed = base.with_columns(pl.Series("_driver", driver, dtype=pl.Float64)).join(
-            truth.filter(pl.col("offer") == offer).select("customer_id", "response_type"),
-            on="customer_id",
-            how="left",
-            maintain_order="left",
-        )
-        kind = pl.col("response_type")
-        persuadable = leave_one_out_share(kind == "persuadable", ["_driver", "_sat"], typed)
-        dnd = leave_one_out_share(kind == "do_not_disturb", ["_sat"], typed)
-        other = np.clip(1 - persuadable - dnd, 0, 1)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "customer_id": s["customer_id"],
-                    "offer": offer,
-                    "uplift": persuadable * saved("persuadable") + dnd * saved("do_not_disturb"),
-                    "accept": persuadable * ACCEPT["persuadable"]
-                    + dnd * ACCEPT["do_not_disturb"]
-                    + other * other_accept,
-                }
-            )
-        )
-    return pl.concat(frames)
+def wide(frame: pl.DataFrame, offers: list[str], channels: list[str]) -> pl.DataFrame:
+    """uplift_<offer>__<channel> and accept_<offer>__<channel> columns per customer."""
+    keyed = frame.with_columns(pl.format("{}__{}", "offer", "channel").alias("_k"))
+    out = None
+    for column in ("uplift", "accept"):
+        w = keyed.pivot(on="_k", index="customer_id", values=column)
+        w = w.rename({c: f"{column}_{c}" for c in w.columns if c != "customer_id"})
+        out = w if out is None else out.join(w, on="customer_id")
+    return out
 
 
-def strategies(
-    settings, as_of: date, cands: pl.DataFrame, truth: pl.DataFrame, seed: int, horizon: int
-):
+def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: int):
     """Each strategy's ranked contacts, all through the same eligibility and channel capacities.
 
     Strategies rank with an unlimited budget; `within_budget` then applies the one budget.
@@ -272,67 +212,188 @@ def strategies(
 
     cfg = settings.retention.model_copy(update={"control_share": 0.0})
     offers = [o.name for o in cfg.offers]
+    channels = list(cfg.channels)
     out: dict[str, pl.DataFrame] = {}
 
     def ranked(frame: pl.DataFrame, key: str, realised=None, **update) -> pl.DataFrame:
         c = cfg.model_copy(update=update) if update else cfg
         return decide(frame, c, as_of, key, seed, UNLIMITED, realised).retention_list
 
-    # (c) the policy on risk × acceptance; its unconstrained choices feed (a) and (b).
-    out["c"] = ranked(cands, "c")
+    out["policy"] = ranked(cands, "policy")
     unconstrained = ranked(cands, "all", min_expected_value=-1e9)
     rng = np.random.default_rng(seed)
-    out["a"] = unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))
-    out["a"] = out["a"].sort("_o").drop("_o")
-    out["b"] = unconstrained.sort("churn_probability", descending=True, maintain_order=True)
+    out["random"] = unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))
+    out["random"] = out["random"].sort("_o").drop("_o")
+    out["top_risk"] = unconstrained.sort("churn_probability", descending=True, maintain_order=True)
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
         realised = offer_realisation(con, settings, as_of)
     finally:
         con.close()
     print(f"campaign realisation per offer: {realised}")
-    out["c2"] = ranked(cands, "c2", realised)
+    out["policy_realisation"] = ranked(cands, "policy_realisation", realised)
     # The latest uplift model, champion or not: the table shows what ranking by it is worth.
     with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
     if version is None:
         raise RuntimeError("no uplift model: the campaign history was too thin")
-    out["d"] = ranked(with_est, "d")
+    out["policy_uplift"] = ranked(with_est, "policy_uplift")
+    for key, knows in (
+        ("ceiling_observable", "observable"),
+        ("ceiling_intents", "intents"),
+        ("oracle", "oracle"),
+    ):
+        exact = cands.join(wide(truths[knows], offers, channels), on="customer_id", how="left")
+        out[key] = ranked(exact, key)
+    return out, version, with_est
 
-    def wide(frame: pl.DataFrame, column: str, prefix: str) -> pl.DataFrame:
-        w = frame.pivot(on="offer", index="customer_id", values=column)
-        return w.rename({o: f"{prefix}_{o}" for o in offers if o in w.columns})
 
-    from simulator.world import ACCEPT
+def qini_on_truth(score: np.ndarray, effect: np.ndarray) -> float:
+    """Area between the cumulative true effect of ranking by `score` and of a random order."""
+    order = np.argsort(-score, kind="stable")
+    cum = np.cumsum(effect[order])
+    n = effect.size
+    return float(np.mean(cum - np.arange(1, n + 1) / n * effect.sum()) / n)
 
-    ceiling = observable_ceiling(settings.home, truth, horizon)
-    out["e2"] = ranked(
-        cands.join(wide(ceiling, "uplift", "uplift"), on="customer_id", how="left").join(
-            wide(ceiling, "accept", "accept"), on="customer_id", how="left"
-        ),
-        "e2",
-    )
-    oracle = truth.with_columns(
-        pl.col("response_type")
-        .replace_strict(ACCEPT, default=0.2, return_dtype=pl.Float64)
-        .alias("accept")
-    )
-    out["e"] = ranked(
-        cands.join(wide(oracle, "uplift", "uplift"), on="customer_id", how="left").join(
-            wide(oracle, "accept", "accept"), on="customer_id", how="left"
-        ),
-        "e",
-    )
-    return out, version
+
+def qini_report(with_est: pl.DataFrame, truths: dict, held_out: set[str], channel: str) -> dict:
+    """Per offer: Qini of the uplift model's ranking on the true per-customer effect (through the
+    reference channel, on customers never in a learning campaign), against ranking by the exact
+    expected effect from observables and by the oracle's."""
+    rows = {}
+    for offer in [c.removeprefix("uplift_") for c in with_est.columns if c.startswith("uplift_")]:
+        frame = with_est.select("customer_id", f"uplift_{offer}").filter(
+            pl.col("customer_id").is_in(list(held_out))
+        )
+        for knows in ("oracle", "observable"):
+            t = truths[knows].filter((pl.col("offer") == offer) & (pl.col("channel") == channel))
+            frame = frame.join(
+                t.select("customer_id", pl.col("uplift").alias(f"_{knows}")), on="customer_id"
+            )
+        frame = frame.drop_nulls()
+        if frame.height < 100:
+            continue
+        effect = frame["_oracle"].to_numpy()
+        model = qini_on_truth(frame[f"uplift_{offer}"].to_numpy(), effect)
+        exact = qini_on_truth(frame["_observable"].to_numpy(), effect)
+        best = qini_on_truth(effect, effect)
+        rows[offer] = {
+            "model": model,
+            "exact_observable": exact,
+            "oracle": best,
+            "share_of_exact": model / exact if exact > 0 else None,
+        }
+    return rows
+
+
+def one_world(args, seed: int, home: Path) -> dict:
+    """The whole benchmark on one world; per strategy: contacts, saves, spend, profit."""
+    from pipelines.stages.score import score_customers
+    from pipelines.stages.uplift import train_uplift
+    from pipelines.store.config import load_settings
+    from pipelines.store.warehouse import connect
+    from pipelines.store.workdir import Workdir
+    from simulator import true_uplift
+
+    overrides = {
+        "seed": seed,
+        "simulator": {"customers": args.customers, "months": args.months},
+        "retention": {"uplift": {"horizon_days": args.horizon_days}},
+    }
+    if args.budget is not None:
+        overrides["retention"]["budget"] = args.budget
+    settings = load_settings(home=home, environ={}, overrides=overrides)
+    marker = home / "bench_as_of.txt"
+    if marker.exists():
+        as_of = date.fromisoformat(marker.read_text().strip())
+        print(f"reusing the campaign history in {home} (as-of {as_of})")
+    else:
+        if home.exists() and any(home.iterdir()):
+            raise SystemExit(f"{home} is not empty and holds no benchmark history")
+        as_of = run_campaign_history(
+            settings,
+            print,
+            args.history_control_share,
+            args.learning_share,
+            args.learning_budget,
+            args.campaigns,
+        )
+        marker.write_text(str(as_of))
+    up = train_uplift(settings, as_of)
+    print(f"uplift: {up.explanation} (rows {up.rows})")
+    score_customers(settings, as_of)
+    cands = candidates_at(settings, as_of)
+    truths = {
+        k: true_uplift(settings.home, as_of, horizon_days=args.horizon_days, knows=k)
+        for k in ("oracle", "intents", "observable")
+    }
+    ranked, version, with_est = strategies(settings, as_of, cands, truths, seed)
+    con = connect(Workdir.from_settings(settings), read_only=True)
+    try:
+        listed = set(
+            con.sql("SELECT DISTINCT customer_id FROM retention.retention_lists").pl()[
+                "customer_id"
+            ]
+        )
+    finally:
+        con.close()
+    held_out = set(cands["customer_id"]) - listed
+    qini = qini_report(with_est, truths, held_out, settings.retention.uplift.reference_channel)
+    budget = settings.retention.budget
+    rows = {}
+    for key, _ in STRATEGIES:
+        chosen = within_budget(ranked[key], truths["oracle"], budget)
+        rows[key] = value_choice(chosen)
+        rows[key]["channels"] = dict(chosen["channel"].value_counts().iter_rows())
+    return {
+        "seed": seed,
+        "as_of": str(as_of),
+        "budget": budget,
+        "uplift": {
+            "version": version,
+            "qini": up.qini,
+            "qini_rank_by_risk": up.qini_by_risk,
+            "rows": up.rows,
+            "qini_on_true_effect": qini,
+        },
+        "strategies": rows,
+    }
+
+
+def summarise(worlds: list[dict]) -> dict:
+    """Mean and sd over worlds per strategy, and the share of the observable ceiling's profit."""
+    out = {}
+    for key, label in STRATEGIES:
+        rows = [w["strategies"][key] for w in worlds]
+        share = [
+            r["profit"] / w["strategies"]["ceiling_observable"]["profit"]
+            if w["strategies"]["ceiling_observable"]["profit"] > 0
+            else float("nan")
+            for r, w in zip(rows, worlds, strict=True)
+        ]
+        arr = lambda k, rows=rows: np.array([r[k] for r in rows], dtype=float)  # noqa: E731
+        sd = lambda a: float(a.std(ddof=1)) if a.size > 1 else 0.0  # noqa: E731
+        out[key] = {
+            "knows": label,
+            "profit_mean": round(float(arr("profit").mean()), 2),
+            "profit_sd": round(sd(arr("profit")), 2),
+            "saves_mean": round(float(arr("expected_saves").mean()), 2),
+            "saves_sd": round(sd(arr("expected_saves")), 2),
+            "contacts_mean": round(float(arr("contacted").mean()), 1),
+            "spend_mean": round(float(arr("cost").mean()), 2),
+            "share_of_ceiling": round(float(np.nanmean(share)), 3),
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simulator.world import EFFECT_DAYS
+    from simulator.response import EFFECT_DAYS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--budget", type=float, default=None, help="default: config budget")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="first seed")
+    parser.add_argument("--seeds", type=int, default=1, help="worlds (seed, seed + 1, ...)")
     parser.add_argument("--campaigns", type=int, default=2, help="learning campaigns, monthly")
     parser.add_argument(
         "--history-control-share",
@@ -360,100 +421,74 @@ def main(argv: list[str] | None = None) -> int:
         "--home",
         type=Path,
         default=None,
-        help="keep the simulated history here and reuse it when it exists (for iterating)",
+        help="keep each world's history under here (seed_<n>) and reuse it when it exists",
     )
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the summary here")
     args = parser.parse_args(argv)
-    from pipelines.stages.score import score_customers
-    from pipelines.stages.uplift import train_uplift
-    from pipelines.store.config import load_settings
-    from simulator import true_uplift
-
     started = time.perf_counter()
+    seeds = [args.seed + k for k in range(args.seeds)]
+    worlds = []
     with tempfile.TemporaryDirectory() as tmp:
-        home = args.home or Path(tmp) / "home"
-        overrides = {
-            "seed": args.seed,
-            "simulator": {"customers": args.customers, "months": args.months},
-            "retention": {"uplift": {"horizon_days": args.horizon_days}},
-        }
-        if args.budget is not None:
-            overrides["retention"]["budget"] = args.budget
-        settings = load_settings(home=home, environ={}, overrides=overrides)
-        marker = home / "bench_as_of.txt"
-        if args.home and marker.exists():
-            as_of = date.fromisoformat(marker.read_text().strip())
-            print(f"reusing the campaign history in {home} (as-of {as_of})")
-        else:
-            if args.home and home.exists() and any(home.iterdir()):
-                raise SystemExit(f"{home} is not empty and holds no benchmark history")
-            as_of = run_campaign_history(
-                settings,
-                print,
-                args.history_control_share,
-                args.learning_share,
-                args.learning_budget,
-                args.campaigns,
-            )
-            marker.write_text(str(as_of))
-        up = train_uplift(settings, as_of)
-        print(f"uplift: {up.explanation} (rows {up.rows})")
-        score_customers(settings, as_of)
-        cands = candidates_at(settings, as_of)
-        truth = true_uplift(settings.home, as_of, horizon_days=args.horizon_days)
-        ranked, version = strategies(settings, as_of, cands, truth, args.seed, args.horizon_days)
-        budget = settings.retention.budget
-        rows = []
-        for key, name in STRATEGIES:
-            chosen = within_budget(ranked[key], truth, budget)
-            rows.append({"strategy": f"({key}) {name}", **value_choice(chosen)})
-    oracle_profit = rows[-1]["profit"]
-    for r in rows:
-        r["share_of_oracle"] = round(r["profit"] / oracle_profit, 3) if oracle_profit else None
+        root = args.home or Path(tmp)
+        for seed in seeds:
+            print(f"--- world seed {seed}")
+            worlds.append(one_world(args, seed, root / f"seed_{seed}"))
+            if args.json_out:  # each finished world at once: a long run can be read as it goes
+                partial = {"customers": args.customers, "seeds": [w["seed"] for w in worlds]}
+                partial["strategies"] = summarise(worlds)
+                partial["worlds"] = worlds
+                args.json_out.parent.mkdir(parents=True, exist_ok=True)
+                args.json_out.write_text(json.dumps(partial, indent=2, default=str))
+    summary = summarise(worlds)
+    budget = worlds[0]["budget"]
     result = {
+        "customers": args.customers,
+        "seeds": seeds,
+        "strategies": summary,
         "started": datetime.now().isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "customers": args.customers,
-        "as_of": str(as_of),
         "budget": budget,
         "horizon_days": args.horizon_days,
         "campaigns": args.campaigns,
         "history_control_share": args.history_control_share,
         "learning_share": args.learning_share,
         "learning_budget": args.learning_budget,
-        "uplift": {
-            "version": version,
-            "qini": up.qini,
-            "qini_rank_by_risk": up.qini_by_risk,
-            "qini_two_model": up.qini_two_model,
-            "rows": up.rows,
-        },
-        "strategies": rows,
+        "worlds": worlds,
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-    def r3(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.3f}"
-
     lines = [
-        f"Retention benchmark: {args.customers:,} customers, as-of {as_of}, budget {budget:,.0f} "
+        f"Retention benchmark: {args.customers:,} customers, seeds {seeds}, budget {budget:,.0f} "
         f"(every strategy held to it at true expected cost), saves valued over "
-        f"{args.horizon_days} days; {args.campaigns} learning campaigns "
-        f"(share {args.learning_share}, control {args.history_control_share}); uplift held-out "
-        f"Qini {r3(up.qini)} (two-model learner {r3(up.qini_two_model)}, risk ranking "
-        f"{r3(up.qini_by_risk)})",
+        f"{args.horizon_days} days by the counterfactual truth; {args.campaigns} learning "
+        f"campaigns (share {args.learning_share}, control {args.history_control_share})",
         "",
-        "| strategy | contacted | expected saves | cost | profit | share of oracle |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| strategy | knows | contacts | saves | spend | profit (mean ± sd) | share of ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for key, r in summary.items():
         lines.append(
-            f"| {r['strategy']} | {r['contacted']:,} | {r['expected_saves']:.1f} | "
-            f"{r['cost']:,.0f} | {r['profit']:,.0f} | {r['share_of_oracle']:.0%} |"
+            f"| {key} | {r['knows']} | {r['contacts_mean']:,.0f} | {r['saves_mean']:.1f} | "
+            f"{r['spend_mean']:,.0f} | {r['profit_mean']:,.0f} ± {r['profit_sd']:,.0f} | "
+            f"{r['share_of_ceiling']:.0%} |"
+        )
+    for w in worlds:
+        q = w["uplift"]["qini_on_true_effect"]
+        shares = ", ".join(
+            f"{o} {v['share_of_exact']:.2f}" if v["share_of_exact"] is not None else f"{o} n/a"
+            for o, v in q.items()
+        )
+        lines.append(
+            f"\nseed {w['seed']}: uplift held-out Qini {w['uplift']['qini']} (risk ranking "
+            f"{w['uplift']['qini_rank_by_risk']}); Qini on the true effect as a share of ranking "
+            f"by the exact expected effect: {shares}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"retention_{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
     (RESULTS / f"retention_{stamp}.md").write_text("\n".join(lines) + "\n")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2, default=str))
     print("\n".join(lines))
     return 0
 

@@ -202,6 +202,13 @@ class Offer(Section):
 class ChannelConfig(Section):
     cost: float = Field(ge=0.0)
     capacity: int = Field(ge=0)
+    reach: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of contacts that get through to the customer."
+    )
+    persuasion: float = Field(
+        1.0, gt=0.0, le=2.0, description="Acceptance multiplier once reached (1 = a call)."
+    )
+    segments: list[Segment] = ["individual", "family", "enterprise", "government"]
 
 
 class ContactPolicy(Section):
@@ -224,6 +231,11 @@ class UpliftConfig(Section):
         "auto", "relative", "two_model", "solo", "class_transformation", "x_learner", "dr_learner"
     ] = Field(
         "auto", description="Uplift learner; auto = best inner-CV Qini on training customers."
+    )
+    reference_channel: Channel = Field(
+        "sms",
+        description="The channel learning campaigns use, so uplift estimates refer to it; the "
+        "policy scales them to other channels by reach × persuasion.",
     )
 
 

@@ -1,20 +1,21 @@
 """The retention decision policy: eligibility, credit gating, offer and channel choice, budget, control group.
 
-Expected value of contacting a customer with an offer:
-    EV = P(churn) × P(accept | offer, segment, reasons) × value saved
-         − P(accept) × offer cost − contact cost
+Expected value of contacting a customer with an offer through a channel:
+    P(accept) = reach(channel) × min(acceptance(offer, reasons) × persuasion(channel), 0.95)
+    EV = P(churn) × P(accept) × value saved − P(accept) × offer cost − contact cost(channel)
 An offer's cost is paid only when it is taken up, so it is weighted by the acceptance rate; the
-contact itself is always paid. Where an uplift estimate per offer exists it replaces
-P(churn) × P(accept); where only evaluated campaigns exist, P(churn) × P(accept) is scaled per
-offer by the share of predicted saves the control groups confirmed (its realisation).
+contact itself is always paid. A call reaches and persuades more people than an SMS but costs
+more, so the channel is chosen with the offer, by expected value, within channel capacities.
+Where an uplift estimate per offer exists it replaces P(churn) × P(accept): it refers to the
+learning campaigns' channel (`uplift.reference_channel`) and is scaled to another channel by the
+ratio of their reach × persuasion. Where only evaluated campaigns exist, P(churn) × P(accept) is
+scaled per offer by the share of predicted saves the control groups confirmed (its realisation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
 
 import numpy as np
 import polars as pl
@@ -22,7 +23,6 @@ import polars as pl
 from configs.schema import RetentionConfig
 
 TIER_ORDER = {"basic": 0, "silver": 1, "gold": 2, "diamond": 3}
-DIGITAL = ("sms", "app", "email")
 LIST_COLUMNS = (
     "list_id",
     "as_of",
@@ -82,19 +82,33 @@ def exclusions(candidates: pl.DataFrame, cfg: RetentionConfig, as_of: date) -> p
     )
 
 
+def channel_factor(cfg: RetentionConfig, channel: str) -> float:
+    """Reach × persuasion: how much of an offer's effect a contact through the channel delivers."""
+    ch = cfg.channels[channel]
+    return ch.reach * ch.persuasion
+
+
 def offer_options(
-    eligible: pl.DataFrame, cfg: RetentionConfig, realisation: dict[str, float] | None = None
+    eligible: pl.DataFrame,
+    cfg: RetentionConfig,
+    realisation: dict[str, float] | None = None,
+    channels: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Every (customer, allowed offer) pair with its acceptance probability and expected value.
+    """Every (customer, allowed offer, open channel) with its acceptance probability and value.
 
     `realisation` scales the prior save estimate (churn × acceptance) per offer by what evaluated
     campaigns showed: observed incremental saves over predicted ones. `uplift_<offer>` columns
-    (estimated churn reduction) replace the prior; `accept_<offer>` columns replace the configured
-    acceptance rate.
+    (estimated churn reduction through the reference channel) replace the prior; `accept_<offer>`
+    columns replace the configured acceptance rate. `uplift_<offer>__<channel>` and
+    `accept_<offer>__<channel>` columns, where given, are taken as they are for that channel. `_gain` is the expected value before the
+    contact cost; `_ev` after it.
     """
     frames = []
     groups = pl.concat_list(["reason_group_1", "reason_group_2", "reason_group_3"])
     weak = pl.col("credit_grade").is_in(cfg.weak_grades)
+    channels = channels or [c for c, v in cfg.channels.items() if v.capacity > 0]
+    ref = cfg.uplift.reference_channel
+    ref_factor = channel_factor(cfg, ref) if ref in cfg.channels else 1.0
     for offer in cfg.offers:
         allowed = (
             pl.col("segment").is_in(offer.segments)
@@ -112,42 +126,60 @@ def offer_options(
         accept_col = f"accept_{offer.name}"
         if accept_col in eligible.columns:  # a per-customer acceptance estimate, where one exists
             accept = pl.col(accept_col).fill_null(accept)
-        part = eligible.filter(allowed).with_columns(
-            pl.lit(offer.name).alias("offer"),
-            pl.lit(float(offer.cost)).alias("offer_cost"),
-            accept.alias("accept_probability"),
-        )
+        part = eligible.filter(allowed)
         uplift_col = f"uplift_{offer.name}"
-        if uplift_col in part.columns:
-            saved = pl.col(uplift_col).fill_null(
-                pl.col("churn_probability") * pl.col("accept_probability")
+        for channel in channels:
+            ch = cfg.channels[channel]
+            taken = ch.reach * (accept * ch.persuasion).clip(upper_bound=cfg.max_accept_probability)
+            priced = part.filter(pl.col("segment").is_in(ch.segments)).with_columns(
+                pl.lit(offer.name).alias("offer"),
+                pl.lit(channel).alias("channel"),
+                pl.lit(float(offer.cost)).alias("offer_cost"),
+                pl.lit(float(ch.cost)).alias("_contact_cost"),
+                taken.alias("accept_probability"),
             )
-        else:
-            saved = pl.col("churn_probability") * pl.col("accept_probability")
-        if realisation and offer.name in realisation and uplift_col not in part.columns:
-            saved = saved * realisation[offer.name]
-        frames.append(
-            part.with_columns(saved.alias("save_probability")).with_columns(
-                (
-                    pl.col("save_probability") * pl.col("value")
-                    - pl.col("accept_probability") * pl.col("offer_cost")
-                ).alias("_gain")
+            prior = pl.col("churn_probability") * pl.col("accept_probability")
+            exact = f"{uplift_col}__{channel}"
+            if exact in priced.columns:
+                # Exact per-channel values (the benchmark's ceilings): no scaling.
+                saved = pl.col(exact).fill_null(0.0)
+                if f"accept_{offer.name}__{channel}" in priced.columns:
+                    priced = priced.with_columns(
+                        pl.col(f"accept_{offer.name}__{channel}").alias("accept_probability")
+                    )
+            elif uplift_col in priced.columns:
+                scale = channel_factor(cfg, channel) / ref_factor
+                # Nobody can be saved more surely than they would churn.
+                saved = pl.min_horizontal(
+                    pl.col(uplift_col) * scale, pl.col("churn_probability")
+                ).fill_null(prior)
+            else:
+                saved = prior
+                if realisation and offer.name in realisation:
+                    saved = saved * realisation[offer.name]
+            frames.append(
+                priced.with_columns(saved.alias("save_probability")).with_columns(
+                    (
+                        pl.col("save_probability") * pl.col("value")
+                        - pl.col("accept_probability") * pl.col("offer_cost")
+                    ).alias("_gain")
+                )
             )
-        )
     if not frames:
         return eligible.head(0)
-    return pl.concat(frames, how="diagonal_relaxed")
+    return pl.concat(frames, how="diagonal_relaxed").with_columns(
+        (pl.col("_gain") - pl.col("_contact_cost")).alias("_ev")
+    )
 
 
-def channel_preferences(segment: str, tier: str) -> list[str]:
-    """Enterprise and government → account manager; diamond → call; others by cost, call first."""
-    if segment in ("enterprise", "government"):
-        return ["account_manager", "outbound_call", "email"]
-    if tier == "diamond":
-        return ["outbound_call", "sms", "app"]
-    if tier == "gold":
-        return ["outbound_call", "sms", "app", "email"]
-    return ["sms", "app", "email"]
+def best_per_channel(options: pl.DataFrame) -> pl.DataFrame:
+    """Each customer's best offer through each channel, plus their best (offer, channel) overall."""
+    per_channel = options.sort(
+        ["customer_id", "channel", "_ev", "offer"], descending=[False, False, True, False]
+    ).unique(["customer_id", "channel"], keep="first", maintain_order=True)
+    return per_channel.sort(
+        ["customer_id", "_ev", "channel"], descending=[False, True, False]
+    ).with_columns(pl.int_range(pl.len()).over("customer_id").alias("_rank"))
 
 
 def assign_control(frame: pl.DataFrame, share: float, seed: int) -> pl.Series:
@@ -182,22 +214,20 @@ def decide(
     options = offer_options(eligible, cfg, realisation)
     if options.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
-    best = options.sort(["customer_id", "_gain", "offer"], descending=[False, True, False]).unique(
-        "customer_id", keep="first", maintain_order=True
-    )
-    best = _with_channel_preferences(best, cfg)
-    # Rank by expected value per unit of cost with the first-choice channel's cost.
-    best = best.with_columns(
-        (pl.col("_gain") - pl.col("_contact_cost")).alias("expected_value"),
+    ranked = best_per_channel(options)
+    # Customers in order of expected value per unit of cost of their best (offer, channel).
+    best = ranked.filter(pl.col("_rank") == 0).with_columns(
         (pl.col("accept_probability") * pl.col("offer_cost") + pl.col("_contact_cost")).alias(
             "_cost"
-        ),
-    ).filter(pl.col("expected_value") > cfg.min_expected_value)
+        )
+    )
+    best = best.filter(pl.col("_ev") > cfg.min_expected_value)
     best = best.with_columns(
-        (pl.col("expected_value") / pl.col("_cost").clip(lower_bound=1e-6)).alias("_efficiency")
+        (pl.col("_ev") / pl.col("_cost").clip(lower_bound=1e-6)).alias("_efficiency")
     ).sort(["_efficiency", "customer_id"], descending=[True, False])
     best = best.with_columns(assign_control(best, cfg.control_share, seed))
-    return _allocate(best, cfg, as_of, list_id, budget, collections, excluded, require_gain=True)
+    alternatives = ranked.filter(pl.col("_ev") > cfg.min_expected_value)
+    return _allocate(best, alternatives, cfg, as_of, list_id, budget, collections, excluded)
 
 
 def learning_list(
@@ -223,7 +253,12 @@ def learning_list(
     eligible = eligible.sort("customer_id")
     rng = np.random.default_rng(seed)
     picked = eligible.filter(pl.Series(rng.random(eligible.height) < share))
-    options = offer_options(picked, cfg)
+    # One channel for every learning contact, so offers' effects are learnt without channel
+    # confounding; the policy scales them to other channels by reach × persuasion.
+    channel = cfg.uplift.reference_channel
+    if channel not in cfg.channels:
+        raise ValueError(f"uplift.reference_channel {channel!r} is not a configured channel")
+    options = offer_options(picked, cfg, channels=[channel])
     if options.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
     options = options.sort(["customer_id", "offer"])
@@ -233,11 +268,10 @@ def learning_list(
         .unique("customer_id", keep="first", maintain_order=True)
         .drop("_r")
     )
-    best = _with_channel_preferences(best, cfg)
     # A random contact order, so a binding budget or capacity cuts a random subset.
     best = best.with_columns(pl.Series("_o", rng.random(best.height))).sort("_o").drop("_o")
     best = best.with_columns(assign_control(best, cfg.control_share, seed + 1))
-    return _allocate(best, cfg, as_of, list_id, budget, collections, excluded, require_gain=False)
+    return _allocate(best, None, cfg, as_of, list_id, budget, collections, excluded)
 
 
 def _screen(customers: pl.DataFrame, cfg: RetentionConfig, as_of: date):
@@ -271,50 +305,43 @@ def _collections(flagged: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _preferences(cfg: RetentionConfig) -> Callable[[str | None, str | None], tuple[str, ...]]:
-    """Channel order per (segment, tier), restricted to configured channels; computed once each."""
-
-    @cache
-    def prefs(segment: str | None, tier: str | None) -> tuple[str, ...]:
-        return tuple(c for c in channel_preferences(segment, tier) if c in cfg.channels)
-
-    return prefs
-
-
-def _with_channel_preferences(best: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
-    """The cost of each customer's first channel that exists.
-
-    Worked out per (segment, tier) pair and joined: per customer, Python lists cost 26 s at 1M.
-    """
-    prefs = _preferences(cfg)
-    pairs = best.select("segment", "value_tier").unique()
-    first = [cfg.channels[p[0]].cost if (p := prefs(s, t)) else 0.0 for s, t in pairs.iter_rows()]
-    table = pairs.with_columns(pl.Series("_contact_cost", first, dtype=pl.Float64))
-    return best.join(
-        table, on=["segment", "value_tier"], how="left", maintain_order="left", nulls_equal=True
-    )
-
-
 def _allocate(
     best: pl.DataFrame,
+    alternatives: pl.DataFrame | None,
     cfg: RetentionConfig,
     as_of: date,
     list_id: str,
     budget: float,
     collections: pl.DataFrame,
     excluded: dict[str, int],
-    require_gain: bool,
 ) -> PolicyResult:
-    """Walk the ranked customers: first channel with capacity left, within budget; control free.
+    """Walk the ranked customers: their best (offer, channel) with capacity left, within budget.
 
-    Cost = contact cost (always paid) + P(accept) × offer cost (paid only when taken up): the
-    same rule the benchmark and the evaluation use; with `budget_basis: worst_case` the full
-    offer cost, so realised spend can never exceed the budget. With `require_gain`, a contact is made only
-    when its expected value with the channel actually used clears `min_expected_value`.
+    `alternatives` holds each customer's best offer per channel with positive expected value,
+    best first; when the customer's first channel is full, the next best open one is used (a
+    learning list passes None: its one channel or nothing). Cost = contact cost (always paid) +
+    P(accept) × offer cost (paid only when taken up): the same rule the benchmark and the
+    evaluation use; with `budget_basis: worst_case` the full offer cost, so realised spend can
+    never exceed the budget. Control customers cost nothing and hold no capacity.
     """
     channels = cfg.channels
     remaining = {k: v.capacity for k, v in channels.items()}
-    prefs_of = _preferences(cfg)
+    fallback: dict[str, list[tuple]] = {}
+    if alternatives is not None:
+        for cid, channel, offer, accept, cost, gain, save in (
+            alternatives.filter(pl.col("_rank") > 0)
+            .select(
+                "customer_id",
+                "channel",
+                "offer",
+                "accept_probability",
+                "offer_cost",
+                "_gain",
+                "save_probability",
+            )
+            .iter_rows()
+        ):
+            fallback.setdefault(cid, []).append((channel, offer, accept, cost, gain, save))
 
     def cheapest_open() -> float | None:
         return min((channels[c].cost for c, left in remaining.items() if left > 0), default=None)
@@ -322,56 +349,64 @@ def _allocate(
     floor = cheapest_open()
     worst_case = cfg.budget_basis == "worst_case"
     spent = 0.0
-    chosen_channel: list[str | None] = []
-    contact_cost: list[float] = []
-    keep: list[bool] = []
-    for segment, tier, control, offer_cost, accept, gain in zip(
-        best["segment"],
-        best["value_tier"],
-        best["control_flag"],
-        best["offer_cost"],
-        best["accept_probability"],
-        best["_gain"],
-        strict=True,
-    ):
+    picked: list[tuple | None] = []
+    for cid, control, channel, offer, accept, offer_cost, gain, save in best.select(
+        "customer_id",
+        "control_flag",
+        "channel",
+        "offer",
+        "accept_probability",
+        "offer_cost",
+        "_gain",
+        "save_probability",
+    ).iter_rows():
         # Nobody further down can be contacted once even the cheapest open channel is over budget.
         if floor is None or spent + floor > budget:
             break
-        channel = next((c for c in prefs_of(segment, tier) if remaining[c] > 0), None)
-        if channel is None:
-            keep.append(False)
-            chosen_channel.append(None)
-            contact_cost.append(0.0)
+        choice = None
+        for c, o, a, oc, g, e in [(channel, offer, accept, offer_cost, gain, save)] + fallback.get(
+            cid, []
+        ):
+            # The budget caps expected spend, or worst-case spend (every offer taken up).
+            if (
+                remaining[c] > 0
+                and spent + channels[c].cost + (1.0 if worst_case else a) * oc <= budget
+            ):
+                choice = (c, o, a, oc, g, e)
+                break
+        if choice is None:
+            picked.append(None)
             continue
-        # The budget caps expected spend, or worst-case spend (every offer taken up).
-        cost = channels[channel].cost + (1.0 if worst_case else accept) * offer_cost
+        c, o, a, oc, g, e = choice
         # A control customer is held out only where a treated one would have been contacted, so
         # both arms come from the same ranked population and the control share stays as set.
-        unprofitable = require_gain and gain - channels[channel].cost <= cfg.min_expected_value
-        if unprofitable or spent + cost > budget:
-            keep.append(False)
-            chosen_channel.append(None)
-            contact_cost.append(0.0)
-            continue
         if not control:
-            spent += cost
-            remaining[channel] -= 1
-            if not remaining[channel]:
+            spent += channels[c].cost + (1.0 if worst_case else a) * oc
+            remaining[c] -= 1
+            if not remaining[c]:
                 floor = cheapest_open()
-        keep.append(True)
-        chosen_channel.append(channel)
-        contact_cost.append(channels[channel].cost)
-    n = len(keep)
+        picked.append(choice)
+    n = len(picked)
+    keep = [p is not None for p in picked]
+    col = lambda i, dtype: pl.Series([p[i] if p else None for p in picked], dtype=dtype)  # noqa: E731
     best = (
         best.head(n)
         .with_columns(
             pl.Series("_keep", keep, dtype=pl.Boolean),
-            pl.Series("channel", chosen_channel, dtype=pl.Utf8),
-            pl.Series("contact_cost", contact_cost, dtype=pl.Float64),
+            col(0, pl.Utf8).alias("channel"),
+            col(1, pl.Utf8).alias("offer"),
+            col(2, pl.Float64).alias("accept_probability"),
+            col(3, pl.Float64).alias("offer_cost"),
+            col(4, pl.Float64).alias("_gain"),
+            col(5, pl.Float64).alias("save_probability"),
         )
         .filter(pl.col("_keep"))
     )
     best = best.with_columns(
+        pl.col("channel")
+        .replace_strict({c: v.cost for c, v in channels.items()}, return_dtype=pl.Float64)
+        .alias("contact_cost"),
+    ).with_columns(
         (pl.col("_gain") - pl.col("contact_cost")).alias("expected_value"),
         pl.concat_str(
             [pl.col("reason_1"), pl.col("reason_2"), pl.col("reason_3")],

@@ -1,4 +1,23 @@
-"""The synthetic operator: a generative model of customers and their behaviour, written as landing files."""
+"""The synthetic operator: a generative model of customers and their behaviour, written as landing files.
+
+- `world`: the population state and its monthly churn hazard; next month's leavers decide a month
+  ahead (churn intents). Only some of them wind their usage down first (`WIND_DOWN_SHARE`, to
+  about half over six weeks) and port-out requests arrive days, not weeks, before the switch (EU
+  number portability completes within a working day, Directive 2009/136/EC art. 30), so churn
+  is about as predictable as in operators' own data: the pipeline's out-of-time churn ROC-AUC
+  sat at 0.94-0.95 when every leaver's usage fell to a fifth beforehand; real operator tables
+  with monthly usage give about 0.67-0.70 and IBM Telco 0.85. Measured with
+  `benchmarks.bench_models` (oracle: 5,000 customers, seed 42, 30-day horizon): 0.851 with
+  40 % of leavers winding down, 0.819 with 30 % (the true hazard's own AUC: 0.774).
+- `month`: one month as per-table steps that return their tables; `landing.write_month` writes.
+- `response`: how customers respond to a retention contact. One latent responsiveness per
+  customer shared across offers, plus offer-specific fit from their state at contact time;
+  channel reach and persuasion; backfire. Sized to field evidence: a proactive call cut churn
+  about 11 % relative (Godinho de Matos, Ferreira & Belo 2018, Marketing Science), about 4-5 %
+  of contacted customers react badly and a plan-recommendation campaign raised churn (Ascarza,
+  Iyengar & Schleicher 2016, Journal of Marketing Research).
+- `counterfactual`: the exact expected churn with and without a contact (the benchmark's truth).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +31,10 @@ import numpy as np
 import polars as pl
 
 from configs.schema import SimulatorConfig
-from simulator.landing import LandingWriter, conform
+from simulator.counterfactual import counterfactual
+from simulator.landing import LandingWriter, conform, write_month
 from simulator.population import plans_frame
-from simulator.world import EFFECT, SimulationSummary, World
+from simulator.world import SimulationSummary, World
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +66,9 @@ def _run(
         contacts = world.apply_treatments(treatments, world.next_month)
     arrears = []
     for i in range(months):
-        stats = world.step(writer, contacts if i == 0 else None)
+        tables = world.step(contacts if i == 0 else None)
+        write_month(writer, tables)
+        stats = tables.stats
         summary.churn_rate[stats["month"]] = round(stats["churn_rate"], 4)
         arrears.append(stats["serious_arrears"])
         if progress:
@@ -126,38 +148,24 @@ def advance(
     )
 
 
-def true_uplift(out: Path, as_of: date, horizon_days: int = 100) -> pl.DataFrame:
-    """The oracle: churn probability over the horizon with and without each offer, per customer.
+def true_uplift(
+    out: Path,
+    as_of: date,
+    horizon_days: int = 100,
+    knows: str = "oracle",
+    offers: list[str] | None = None,
+    channels: list[str] | None = None,
+) -> pl.DataFrame:
+    """The counterfactual truth: churn probability over the horizon with and without a contact,
+    per customer × offer × channel, from the world as it stands after the month ending `as_of`.
 
-    Uses the world's current hazards (the state after the last simulated month, which should be
-    the month ending at `as_of`) and each customer's hidden response type.
+    `knows` picks what the expectation may use (`simulator.counterfactual`): "oracle" (latent
+    responsiveness and drawn intents), "intents" (drawn intents only) or "observable" (neither).
     """
     world = World.load(Path(out))
     if world.next_month <= as_of:
         raise ValueError(f"the world has not been simulated up to {as_of}")
-    s = world.state.filter(pl.col("active")).select("customer_id", "hazard")
-    months = horizon_days / 30.4
-    frames = []
-    responses = world.responses
-    for col in [c for c in responses.columns if c.startswith("response_")]:
-        offer = col.removeprefix("response_")
-        r = s.join(responses.select("customer_id", pl.col(col).alias("kind")), on="customer_id")
-        mult = r["kind"].replace_strict(EFFECT, default=1.0, return_dtype=pl.Float64)
-        h = r["hazard"]
-        p_c = 1 - (1 - h) ** months
-        p_t = 1 - (1 - (h * mult).clip(0, 0.95)) ** months
-        frames.append(
-            pl.DataFrame(
-                {
-                    "customer_id": r["customer_id"],
-                    "offer": offer,
-                    "response_type": r["kind"],
-                    "p_churn_control": p_c,
-                    "p_churn_treated": p_t,
-                }
-            ).with_columns((pl.col("p_churn_control") - pl.col("p_churn_treated")).alias("uplift"))
-        )
-    return pl.concat(frames)
+    return counterfactual(world, horizon_days, knows, offers, channels)
 
 
 # re-exported for tests that validate written files

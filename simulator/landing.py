@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from configs.contracts import TABLES
+from simulator.month import DailyUsage, MonthTables
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +80,17 @@ class LandingWriter:
         if frame is not None:
             self._write(path, frame)
 
-    def write_usage(
-        self,
-        month_start: date,
-        ids: np.ndarray,
-        alive: np.ndarray,
-        voice: np.ndarray,
-        sms: np.ndarray,
-        data: np.ndarray,
-        roaming: np.ndarray,
-        offnet: np.ndarray,
-        dropped: np.ndarray,
-    ) -> None:
+    def write_usage(self, u: DailyUsage) -> None:
         """One usage file per day holding every customer alive that day."""
+        month_start, ids, alive = u.month_start, u.ids, u.alive
+        voice, sms, data, roaming, offnet, dropped = (
+            u.voice,
+            u.sms,
+            u.data,
+            u.roaming,
+            u.offnet,
+            u.dropped,
+        )
         for j in range(alive.shape[1]):
             idx = np.flatnonzero(alive[:, j])
             day = month_start + timedelta(days=j)
@@ -208,3 +207,10 @@ class LandingWriter:
             new = pl.concat([pl.read_parquet(path), new])
         new.write_parquet(path)
         self.defects = []
+
+
+def write_month(writer: LandingWriter, tables: MonthTables) -> None:
+    """Persist one simulated month's landing tables, usage first, in the month's export order."""
+    writer.write_usage(tables.usage)
+    for name, frame in tables.tables:
+        writer.write(name, tables.tag, frame)

@@ -9,9 +9,9 @@ import polars as pl
 
 from configs.contracts import SEGMENTS
 from configs.schema import SimulatorConfig
+from simulator.response import RESPONSIVENESS_SD
 
 REGIONS = ("north", "south", "east", "west", "central", "coast", "highlands", "capital")
-RESPONSE_TYPES = ("persuadable", "sure_thing", "lost_cause", "do_not_disturb")
 
 # plan_id, name, payment type, monthly fee, voice minutes, sms, data MB
 PLANS = (
@@ -115,34 +115,13 @@ def new_customers(
 
 
 def response_types(customers: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
-    """Each customer's hidden reaction to each offer (the uplift oracle's ground truth).
+    """Each customer's latent responsiveness to retention contacts, shared by every offer.
 
-    A customer is persuadable by an offer that addresses what drives them (price, service,
-    plan fit, handset, relationship); do-not-disturb customers react badly to any contact;
-    the rest split into sure things and lost causes by their latent stickiness.
+    The hidden part of `simulator.response`'s acceptance model (the rest is the customer's
+    state at contact time): some people engage with their operator, some never do.
     """
-    n = customers.height
-    sat = customers["satisfaction"].to_numpy()
-    price = customers["price_sensitivity"].to_numpy()
-    risk = customers["latent_risk"].to_numpy()
-    handset = customers["handset_age_months"].to_numpy()
-    business = customers["segment"].is_in(["enterprise", "government"]).to_numpy()
-    relevance = {
-        "service_recovery_call": 0.15 + 0.35 * (sat < -0.5),
-        "plan_rightsizing": 0.15 + 0.35 * price,
-        "handset_upgrade": 0.10 + 0.40 * (handset > 24) * ~business,
-        "loyalty_bonus": 0.20 + 0.10 * (sat > 0),
-        "discount": 0.10 + 0.50 * price,
-        "account_manager_visit": np.where(business, 0.55, 0.02),
-    }
-    dnd = rng.random(n) < 0.04 + 0.06 * (sat < -1.2)
-    out = {"customer_id": customers["customer_id"]}
-    for offer in relevance:  # the simulated operator's own catalogue
-        persuadable = rng.random(n) < relevance[offer]
-        kind = np.where(risk > 0.9, "lost_cause", "sure_thing")
-        kind = np.where(persuadable, "persuadable", kind)
-        out[f"response_{offer}"] = np.where(dnd, "do_not_disturb", kind)
-    return pl.DataFrame(out)
+    z = rng.normal(0.0, RESPONSIVENESS_SD, customers.height)
+    return pl.DataFrame({"customer_id": customers["customer_id"], "responsiveness": z})
 
 
 def month_starts(start: date, months: int) -> list[date]:

@@ -114,15 +114,47 @@ def test_weak_credit_gets_no_subsidy_or_credit_offers_and_poor_low_value_go_to_c
     assert set(result.collections["customer_id"]) == set(expected["customer_id"])
 
 
-def test_enterprise_goes_through_account_managers(cfg):
-    rl = run(cfg, customers(3000)).retention_list.filter(~pl.col("control_flag"))
-    business = rl.filter(pl.col("segment").is_in(["enterprise", "government"]))
-    assert business.height and set(business["channel"]) <= {
-        "account_manager",
-        "outbound_call",
-        "email",
-    }
-    assert (business["channel"] == "account_manager").mean() > 0.8
+def test_channel_is_chosen_by_expected_value_within_capacity(cfg):
+    """A valuable, risky customer is worth a call; a modest one an SMS; a full channel yields."""
+    from retention.policy import offer_options
+
+    frame = customers(3).with_columns(
+        pl.lit(0.6).alias("churn_probability"),
+        pl.Series("monthly_spend", [150.0, 12.0, 140.0]),
+        pl.lit("individual").alias("segment"),
+        pl.lit("gold").alias("value_tier"),
+        pl.lit("A").alias("credit_grade"),
+        pl.lit(None, dtype=pl.Utf8).alias("reason_group_1"),
+        pl.lit(None, dtype=pl.Utf8).alias("reason_group_2"),
+        pl.lit(False).alias("marketing_opt_out"),
+        pl.lit(False).alias("do_not_contact"),
+        pl.lit(None, dtype=pl.Date).alias("last_contact_date"),
+        pl.lit(0).alias("contacts_in_period"),
+    )
+    kw = {"budget": 1e6, "control_share": 0.0, "min_expected_value": 0.0}
+    rl = run(cfg, frame, **kw).retention_list.sort("customer_id")
+    assert rl["channel"].to_list() == ["outbound_call", "sms", "outbound_call"]
+    # By hand: EV = reach × min(acceptance × persuasion, 0.95) × (churn × value − offer cost)
+    # − contact cost, and the list's channel is the one with the highest EV.
+    value = 12.0 * cfg.margin_rate * cfg.value_horizon_months
+    opts = offer_options(frame[1].with_columns(pl.lit(value).alias("value")), cfg)
+    by_hand = {}
+    for name, ch in cfg.channels.items():
+        if "individual" not in ch.segments:
+            continue
+        by_hand[name] = max(
+            ch.reach * min(o.accept_rate * ch.persuasion, 0.95) * (0.6 * value - o.cost) - ch.cost
+            for o in cfg.offers
+            if "individual" in o.segments and "gold" in o.tiers
+        )
+    ev = dict(opts.group_by("channel").agg(pl.col("_ev").max()).iter_rows())
+    assert ev == pytest.approx(by_hand)
+    assert max(by_hand, key=by_hand.get) == "sms" and by_hand["outbound_call"] > 0
+    # With one call left, the customer ranked first takes it; the other gets their next best.
+    one_call = dict(cfg.channels)
+    one_call["outbound_call"] = one_call["outbound_call"].model_copy(update={"capacity": 1})
+    rl = run(cfg, frame, channels=one_call, **kw).retention_list.sort("customer_id")
+    assert rl["channel"].to_list() == ["outbound_call", "sms", "sms"]
 
 
 def test_control_group_is_reproducible_stratified_and_never_offered(cfg):
@@ -307,6 +339,18 @@ def test_policy_never_contacts_below_cost_with_uplift_and_acceptance_estimates(c
         .alias("_est")
     )
     uplift, accept = j["_est"].list.get(0), j["_est"].list.get(1)
+    # Estimates refer to the reference channel (learning campaigns'); the chosen channel scales
+    # the uplift by its reach × persuasion relative to it (at most the churn probability), and
+    # acceptance by reach and persuasion.
+    ch = cfg.channels
+    factor = {c: v.reach * v.persuasion for c, v in ch.items()}
+    scale = j["channel"].replace_strict(factor) / factor[cfg.uplift.reference_channel]
+    reach = j["channel"].replace_strict({c: v.reach for c, v in ch.items()})
+    persuasion = j["channel"].replace_strict({c: v.persuasion for c, v in ch.items()})
+    uplift = (uplift * scale).zip_with(
+        uplift * scale < j["churn_probability"], j["churn_probability"]
+    )
+    accept = reach * (accept * persuasion).clip(upper_bound=0.95)
     assert j["save_probability"].to_list() == pytest.approx(uplift.to_list())
     assert j["accept_probability"].to_list() == pytest.approx(accept.to_list())
     ev = uplift * j["value"] - accept * j["offer_cost"] - j["contact_cost"]
@@ -324,6 +368,7 @@ def test_benchmark_holds_every_strategy_to_the_budget_at_true_cost():
         {
             "customer_id": ["A", "B", "C", "D"],
             "offer": ["discount"] * 4,
+            "channel": ["outbound_call", "outbound_call", "sms", "sms"],
             "contact_cost": [4.0, 4.0, 0.1, 0.1],
             "offer_cost": [30.0] * 4,
             "value": [200.0] * 4,
@@ -331,14 +376,16 @@ def test_benchmark_holds_every_strategy_to_the_budget_at_true_cost():
     )
     truth = pl.DataFrame(
         {
-            "customer_id": ["A", "B", "C", "D"],
-            "offer": ["discount"] * 4,
-            "response_type": ["persuadable", "sure_thing", "persuadable", "do_not_disturb"],
-            "uplift": [0.1, 0.0, 0.2, -0.05],
+            "customer_id": ["A", "B", "C", "D", "A"],
+            "offer": ["discount"] * 5,
+            "channel": ["outbound_call", "outbound_call", "sms", "sms", "sms"],
+            "accept": [0.7, 0.4, 0.7, 0.05, 0.01],
+            "uplift": [0.1, 0.0, 0.2, -0.05, 0.9],
         }
     )
     # True costs: A 4 + 0.7·30 = 25, B 4 + 0.4·30 = 16, C 0.1 + 0.7·30 = 21.1, D 0.1 + 0.05·30
-    # = 1.6. Run down in order: A fits, B and C would overspend, D fits.
+    # = 1.6. Run down in order: A fits, B and C would overspend, D fits. A's SMS row is not
+    # the contact made, so it must not be used.
     chosen = within_budget(ranked, truth, 40.0)
     assert chosen["customer_id"].to_list() == ["A", "D"]
     v = value_choice(chosen)

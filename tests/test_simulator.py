@@ -11,7 +11,10 @@ import pytest
 
 from configs.contracts import TABLES
 from configs.schema import SimulatorConfig
-from simulator import advance, simulate, true_uplift
+from simulator import advance, simulate
+from simulator import response as rm
+from simulator.counterfactual import counterfactual
+from simulator.world import World
 
 CFG = SimulatorConfig(customers=3000, months=8)
 
@@ -159,7 +162,8 @@ def test_usage_declines_before_voluntary_churn(world: Path):
     usage = usage.with_columns(days_before.alias("d"))
     late = usage.filter(pl.col("d").is_between(1, 14))["voice_min"].mean()
     early = usage.filter(pl.col("d").is_between(60, 90))["voice_min"].mean()
-    assert late < 0.75 * early, (late, early)
+    # Only some leavers wind down (to about half), so the average falls, but not to nothing.
+    assert 0.7 * early < late < 0.95 * early, (late, early)
 
 
 def test_advance_continues_without_gaps_and_deterministically(tmp_path: Path):
@@ -174,46 +178,89 @@ def test_advance_continues_without_gaps_and_deterministically(tmp_path: Path):
     assert usage.equals(_read(tmp_path / "b", "usage_daily"))
 
 
-def test_treatments_save_persuadables_and_leave_control_alone(tmp_path: Path):
+def test_treatments_cancel_drawn_intents_and_leave_control_alone(tmp_path: Path):
+    """Customers who have already decided to leave are saved by an accepted offer, not by none."""
     out = tmp_path / "w"
     simulate(SimulatorConfig(customers=6000, months=3), out, seed=5)
-    resp = pl.read_parquet(out / "truth" / "responses.parquet")
-    active = (
-        _read(out, "customers")
-        .join(_read(out, "disconnects"), on="customer_id", how="anti")
-        .select("customer_id")
-    )
-    pers = active.join(resp.filter(pl.col("response_discount") == "persuadable"), on="customer_id")
-    rng = np.random.default_rng(0)
-    control = rng.random(pers.height) < 0.5
-    treatments = pers.select("customer_id").with_columns(
+    state = World.load(out).state.filter(pl.col("active"))
+    leaving = state.filter(pl.col("intent_date").is_not_null()).select("customer_id")
+    others = state.filter(pl.col("intent_date").is_null()).select("customer_id").head(500)
+    listed = pl.concat([leaving, others])
+    control = np.random.default_rng(0).random(listed.height) < 0.5
+    treatments = listed.with_columns(
         pl.lit("discount").alias("offer"),
-        pl.lit("sms").alias("channel"),
+        pl.lit("account_manager").alias("channel"),
         pl.lit(date(2025, 4, 1)).alias("contact_date"),
         pl.Series("control_flag", control),
         pl.lit("L1").alias("list_id"),
     )
-    # Make every persuadable's hazard high enough to see the effect in one small test.
-    advance(out, months=3, treatments=treatments)
+    advance(out, months=1, treatments=treatments)
     dis = _read(out, "disconnects").filter(pl.col("disconnect_date") >= date(2025, 4, 1))
-    t = treatments.with_columns(
-        pl.col("customer_id").is_in(dis["customer_id"].implode()).alias("churned")
+    t = treatments.join(
+        leaving.with_columns(pl.lit(True).alias("leaving")), on="customer_id", how="left"
+    ).with_columns(
+        pl.col("customer_id").is_in(dis["customer_id"].implode()).alias("churned"),
+        pl.col("leaving").fill_null(False),
     )
-    treated_rate = t.filter(~pl.col("control_flag"))["churned"].mean()
-    control_rate = t.filter(pl.col("control_flag"))["churned"].mean()
-    assert treated_rate < 0.6 * control_rate, (treated_rate, control_rate)
+    rate = lambda f: t.filter(f)["churned"].mean()  # noqa: E731
+    assert rate(pl.col("leaving") & pl.col("control_flag")) > 0.95
+    assert rate(pl.col("leaving") & ~pl.col("control_flag")) < 0.85
     contacts = _read(out, "contacts")
     assert contacts.filter(pl.col("control_flag"))["response"].null_count() == int(control.sum())
-    assert contacts.filter(~pl.col("control_flag"))["response"].null_count() == 0
+    treated = contacts.filter(~pl.col("control_flag"))
+    assert treated["response"].null_count() == 0
+    assert set(treated["response"]) == {"accepted", "declined", "no_answer"}
 
 
-def test_oracle_uplift_is_positive_for_persuadables_only(world: Path):
-    up = true_uplift(world, date(2025, 8, 31))
-    by_type = up.group_by("response_type").agg(pl.col("uplift").mean())
-    u = dict(zip(by_type["response_type"], by_type["uplift"], strict=True))
-    assert u["persuadable"] > 0.01
-    assert abs(u["sure_thing"]) < 1e-9 and abs(u["lost_cause"]) < 1e-9
-    assert u["do_not_disturb"] < 0
+def test_counterfactual_equals_playing_the_world_forward(tmp_path: Path):
+    """The exact expectation of saves in the contact month equals the average over replays of
+    the same world treated and untreated with common random numbers (drawn intents included)."""
+    out = tmp_path / "w"
+    simulate(SimulatorConfig(customers=800, months=3), out, seed=21)
+    world = World.load(out)
+    active = world.state.filter(pl.col("active")).select("customer_id")
+    truth = counterfactual(world, 30, "oracle", ["discount"], ["outbound_call"])
+    assert truth["uplift"].min() < 0 < truth["uplift"].max()  # some are put off by the call
+    analytic = float(truth["uplift"].sum())
+
+    def churners(treated: bool, seed: int) -> int:
+        w = World.load(out)
+        w.rng = np.random.default_rng(seed)
+        lst = active.with_columns(
+            pl.lit("discount").alias("offer"),
+            pl.lit("outbound_call").alias("channel"),
+            pl.lit(w.next_month).alias("contact_date"),
+            pl.lit(not treated).alias("control_flag"),
+            pl.lit("L").alias("list_id"),
+        )
+        w.apply_treatments(lst, w.next_month)
+        month = w.step()
+        return int(month.truth.filter(pl.col("churned")).height)
+
+    saved = np.array([churners(False, r) - churners(True, r) for r in range(40)])
+    se = saved.std(ddof=1) / np.sqrt(saved.size)
+    assert abs(saved.mean() - analytic) < 4 * se + 0.05, (saved.mean(), analytic, se)
+    # Without the drawn intents, a customer's chance of having one is their hazard.
+    observable = counterfactual(world, 30, "observable", ["discount"], ["outbound_call"])
+    leaving = counterfactual(world, 30, "intents", ["discount"], ["outbound_call"])
+    assert observable["p_churn_control"].to_list() != leaving["p_churn_control"].to_list()
+    h = World.load(out).state.filter(pl.col("active"))["hazard"].to_numpy()
+    assert observable["p_churn_control"].to_numpy() == pytest.approx(h, rel=1e-9)
+
+
+def test_response_model_is_near_field_evidence(world: Path):
+    """A proactive call cuts churn by about a tenth (Godinho de Matos et al. 2018) with the best
+    offer; about 4-5 % of those reached react badly (Ascarza et al. 2016)."""
+    w = World.load(world)
+    truth = counterfactual(w, 100, "oracle", None, ["outbound_call"])
+    per_offer = truth.group_by("offer").agg(
+        (1 - pl.col("p_churn_treated").sum() / pl.col("p_churn_control").sum()).alias("cut")
+    )
+    cut = dict(per_offer.iter_rows())
+    assert 0.07 < max(cut["discount"], cut["plan_rightsizing"]) < 0.2, cut
+    state = rm.state_arrays(w.state.filter(pl.col("active")))
+    bad = np.mean([rm.backfire_probability(o, state).mean() for o in rm.EFFECT])
+    assert 0.03 < bad < 0.07, bad
 
 
 def test_drift_month_raises_churn(tmp_path: Path):

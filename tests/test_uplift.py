@@ -135,7 +135,13 @@ def test_policy_ranks_by_uplift_when_estimates_exist(settings):
     ).retention_list
     assert with_uplift.height > 0
     assert with_uplift["churn_probability"].max() == pytest.approx(0.3)  # only persuadables
-    assert with_uplift["save_probability"].to_list() == pytest.approx([0.25] * with_uplift.height)
+    # The estimate refers to the reference channel; the chosen channel scales it by its reach ×
+    # persuasion, and nobody is saved more surely than they would churn.
+    ch = cfg.channels
+    factor = {c: v.reach * v.persuasion for c, v in ch.items()}
+    ref = factor[cfg.uplift.reference_channel]
+    expected = [min(0.25 * factor[c] / ref, 0.3) for c in with_uplift["channel"]]
+    assert with_uplift["save_probability"].to_list() == pytest.approx(expected)
 
 
 def test_realisation_is_observed_over_predicted_shrunk_toward_one():
