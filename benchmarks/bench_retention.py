@@ -13,7 +13,9 @@ the offer's cost times the true probability that it is accepted. Every strategy'
 until the budget is spent at that true cost: the same rule the profit is valued with.
 
 What each strategy knows:
-- random, top_risk: the policy's own choice of offer and channel; random order / churn score order;
+- random, top_risk: the policy's own choice of offer and channel; random order / churn score order,
+  contacting as many customers as the policy does (cheap channels make the budget alone no limit:
+  without a volume both would contact every eligible customer and tie);
 - policy: the churn score × configured acceptance, channel reach and persuasion (prior);
 - policy_realisation: the same, scaled per offer by what evaluated campaigns' controls showed;
 - policy_uplift: the uplift model's estimates, scaled to each channel;
@@ -340,8 +342,11 @@ def one_world(args, seed: int, home: Path) -> dict:
     qini = qini_report(with_est, truths, held_out, settings.retention.uplift.reference_channel)
     budget = settings.retention.budget
     rows = {}
+    volume = within_budget(ranked["policy"], truths["oracle"], budget).height
     for key, _ in STRATEGIES:
         chosen = within_budget(ranked[key], truths["oracle"], budget)
+        if key in ("random", "top_risk"):
+            chosen = chosen.head(volume)  # the policy's volume, in this strategy's order
         rows[key] = value_choice(chosen)
         rows[key]["channels"] = dict(chosen["channel"].value_counts().iter_rows())
     return {
