@@ -114,11 +114,14 @@ class PromotionConfig(Section):
     # A quality floor that holds even without a champion: a model no better than chance must
     # never rank customers for a list.
     min_roc_auc: float = Field(
-        0.6, ge=0.5, le=1.0, description="Out-of-time ROC-AUC a model needs to be promoted."
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Out-of-time ROC-AUC a model needs to be promoted (0 turns the floor off).",
     )
     min_pr_auc_lift: float = Field(
         1.5,
-        ge=1.0,
+        ge=0.0,
         description="Out-of-time PR-AUC must reach this multiple of the validation month's "
         "positive rate (the PR-AUC of a random ranking).",
     )
