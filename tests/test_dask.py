@@ -143,4 +143,5 @@ def test_dask_training_fits_on_the_cluster_with_local_quality(local_home, tmp_pa
     assert tags["executor"] == "dask" and tags["dask_machines"] == "2"
     assert int(tags["dask_partitions"]) == settings.executor.partitions
     assert auc["local"] > 0.9, auc
-    assert abs(auc["dask"] - auc["local"]) < 0.03, auc
+    # No quality lost on the cluster (the distributed fit may land higher: its bins differ).
+    assert auc["dask"] > auc["local"] - 0.03, auc

@@ -97,7 +97,11 @@ def test_gate_fires_on_an_injected_competitor_launch_and_stays_quiet_without(tmp
     quiet = _monitored_world(tmp_path / "quiet", None)
     launch = _monitored_world(tmp_path / "launch", 9)
     assert quiet.decision == "ok", quiet.reasons
-    assert launch.decision == "retrain", launch.reasons
+    # The launch moves the whole base: the gate must speak. Since the segment-relative trend
+    # features (issue 17) the champion's inputs move less under a market-wide shift, so
+    # "warn" is as right as "retrain" here; silence is not.
+    assert launch.decision in ("warn", "retrain"), launch.reasons
     assert launch.drifted_share > quiet.drifted_share + 0.1
-    assert launch.prediction_drift > 2 * quiet.prediction_drift
+    # Scores move, but no longer twice as far: the robustness issue 17 asked for.
+    assert launch.prediction_drift > quiet.prediction_drift
     assert any(f.startswith("data_") for f in launch.drifted_features)
