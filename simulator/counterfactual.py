@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator import response as rm
+import simulator.response as rm
 from simulator.month import _days, _epoch
 from simulator.world import World
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+import simulator.population as pop
 from features.split import month_end
-from simulator import population as pop
 
 # The `simulator.world.World` whose month is stepped; not imported, since world imports this module.
 World = Any

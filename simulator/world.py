@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+import simulator.month as month
+import simulator.population as pop
+import simulator.response as response_model
 from configs.schema import SimulatorConfig
-from simulator import month
-from simulator import population as pop
-from simulator import response as response_model
 from simulator.month import MonthTables, _days, _epoch, _sigmoid
 from simulator.response import EFFECT_DAYS
 
