@@ -134,6 +134,21 @@ class SnapshotConfig(Section):
     blend_folds: int = Field(5, ge=2, le=10)
     linear_c: list[float] = [0.03, 0.1, 0.3, 1.0]
     family_sums: bool = True
+    # Each member's share of its family total, and ratios of parallel families' totals.
+    family_shares: bool = True
+    # Repeated stratified CV: `repeats` × `folds`, reported as mean and sd over all folds.
+    folds: int = Field(5, ge=2, le=10)
+    repeats: int = Field(3, ge=1, le=10)
+    # Text columns with this many levels or more: LightGBM's own categories, out-of-fold target
+    # means or level counts, whichever wins an inner CV on each fold's training part.
+    encode_high_cardinality: bool = True
+    high_cardinality_levels: int = Field(30, ge=3)
+    # Outer folds run side by side in this many processes (0: one per core), each LightGBM on
+    # one thread: two single-threaded fits keep two cores busy where one two-threaded fit
+    # waits on its slower thread. Tables under `parallel_min_rows` run in-process (starting
+    # workers costs more than it saves).
+    workers: int = Field(0, ge=0)
+    parallel_min_rows: int = Field(5000, ge=0)
     # Small tables are never bulk-scored: a wider search than the operator models'.
     search_space: SearchSpace = SearchSpace()
     num_boost_round: int = Field(1000, ge=10)

@@ -43,3 +43,27 @@ def out_of_time_split(
             f"with a {horizon_days}-day horizon needs older snapshots (build more history)"
         )
     return train, validation_as_of
+
+
+def customer_holdout(customer_ids, share: float, seed: int):
+    """True on the rows of a stable `share` of customers, all of each one's rows together.
+
+    Inner splits (early stopping, tuning, calibration) of customer × month rows hold out whole
+    customers: a customer whose other months are in training would make the held-out part
+    look easier than new customers are.
+    """
+    import numpy as np
+    import polars as pl
+
+    ids = pl.Series(customer_ids).cast(pl.Utf8)
+    buckets = (ids.hash(seed=seed) % 1_000_000).to_numpy()
+    return np.asarray(buckets < int(share * 1_000_000))
+
+
+def credit_population(serious_days: int) -> str:
+    """SQL condition on snapshot rows: customers the credit model is for.
+
+    A customer already `serious_days` or more past due at as-of has, in effect, defaulted: the
+    label would restate the present (`days_past_due_last`), so they are graded by rule instead.
+    """
+    return f"coalesce(days_past_due_last, 0) < {int(serious_days)}"

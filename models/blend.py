@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,14 +56,7 @@ def _signed_log(a: np.ndarray) -> np.ndarray:
     return np.sign(a) * np.log1p(np.abs(a))
 
 
-def fit_linear(
-    frame: pl.DataFrame,
-    y: np.ndarray,
-    columns: Sequence[str],
-    c: float = 0.1,
-    knots: int = 5,
-) -> LinearModel:
-    """Fit the linear side of the blend; `c` is the inverse L2 strength, `knots` of the splines."""
+def _preprocessor(frame: pl.DataFrame, columns: Sequence[str], knots: int):
     numeric = [c_ for c_ in columns if frame.schema[c_] not in (pl.Utf8, pl.Categorical)]
     categorical = [c_ for c_ in columns if c_ not in numeric]
     parts: list[tuple[str, Any, list[str]]] = []
@@ -83,16 +77,47 @@ def fit_linear(
     if categorical:
         onehot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5)
         parts.append(("cat", onehot, categorical))
-    pipeline = Pipeline(
-        [("prep", ColumnTransformer(parts)), ("lr", LogisticRegression(C=c, max_iter=3000))]
-    )
-    model = LinearModel(numeric, categorical, pipeline)
+    return numeric, categorical, ColumnTransformer(parts)
+
+
+def fit_linear_path(
+    frame: pl.DataFrame,
+    y: np.ndarray,
+    columns: Sequence[str],
+    cs: Sequence[float] = (0.1,),
+    knots: int = 5,
+) -> dict[float, LinearModel]:
+    """One linear model per inverse L2 strength `c`, sharing one fitted preprocessing.
+
+    The columns are prepared once and the regressions run from the strongest penalty up, each
+    starting from the last one's coefficients (a regularisation path: far fewer iterations).
+    """
+    numeric, categorical, prep = _preprocessor(frame, columns, knots)
+    out: dict[float, LinearModel] = {}
     # Threaded BLAS only costs on matrices this small, and stalls badly on a busy machine.
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         # A column with a few distinct values gets repeated spline knots: expected, harmless.
         warnings.simplefilter("ignore", UserWarning)
-        pipeline.fit(model._frame(frame), y)
-    return model
+        shell = LinearModel(numeric, categorical, Pipeline([("prep", prep)]))
+        design = prep.fit_transform(shell._frame(frame), y)
+        lr = LogisticRegression(max_iter=3000, warm_start=True)
+        for c in sorted(cs):
+            lr.set_params(C=c)
+            lr.fit(design, y)
+            fitted = copy.deepcopy(lr)
+            out[c] = LinearModel(numeric, categorical, Pipeline([("prep", prep), ("lr", fitted)]))
+    return out
+
+
+def fit_linear(
+    frame: pl.DataFrame,
+    y: np.ndarray,
+    columns: Sequence[str],
+    c: float = 0.1,
+    knots: int = 5,
+) -> LinearModel:
+    """Fit the linear side of the blend; `c` is the inverse L2 strength, `knots` of the splines."""
+    return fit_linear_path(frame, y, columns, (c,), knots)[c]
 
 
 @dataclass
@@ -144,8 +169,9 @@ def fit_blend(
 ) -> BlendModel:
     """Pick C and the linear weight on out-of-fold predictions of `frame` only, then refit on all.
 
-    `fit_tree(frame, y, seed)` must return a calibrated tree model; it is called once per inner
-    fold and once on all rows. The blend is recalibrated on its out-of-fold predictions.
+    `fit_tree(frame, y, seed)` returns a tree model (its scores need only rank: the blend is
+    recalibrated on its out-of-fold predictions); it is called once per inner fold and once on
+    all rows, so a cheap one (a fixed number of trees, no early stopping) keeps this affordable.
     """
     y = np.asarray(y, dtype=float)
     tree_oof = np.zeros(len(y))
@@ -153,8 +179,8 @@ def fit_blend(
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (tr, va) in enumerate(skf.split(np.zeros(len(y)), y)):
         tree_oof[va] = fit_tree(frame[tr], y[tr], seed + 101 * (k + 1)).predict(frame[va])
-        for c in cs:
-            linear_oof[c][va] = fit_linear(frame[tr], y[tr], columns, c, knots).predict(frame[va])
+        for c, lin in fit_linear_path(frame[tr], y[tr], columns, cs, knots).items():
+            linear_oof[c][va] = lin.predict(frame[va])
     c, w, auc = choose(tree_oof, linear_oof, y, weights)
     calibrator = fit_calibrator((1 - w) * tree_oof + w * linear_oof[c], y, "auto", seed=seed)
     tree = fit_tree(frame, y, seed)

@@ -254,8 +254,12 @@ def tune(
     on_trial: Callable[[Any, dict[str, Any], float], None] | None = None,
     timeout: int | None = None,
     show_progress_bar: bool = True,
+    fixed: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """TPE search with median pruning; the first trial is the default parameters."""
+    """TPE search with median pruning; the first trial is the default parameters.
+
+    `fixed` parameters (e.g. threads) join every trial's but are not searched or returned.
+    """
     import optuna
     from optuna_integration import LightGBMPruningCallback
     from sklearn.metrics import average_precision_score
@@ -270,7 +274,7 @@ def tune(
             valid,
             y_valid,
             columns,
-            params,
+            {**params, **(fixed or {})},
             num_boost_round,
             early_stopping_rounds,
             calibration="none",

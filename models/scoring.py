@@ -37,6 +37,27 @@ def credit_limits(spend: np.ndarray, grades: np.ndarray, settings: Settings) -> 
     return np.clip(np.round(spend * multiple, 0), rule.floor, rule.cap)
 
 
+def serious_arrears_rule(
+    snap: pl.DataFrame, pd_: np.ndarray, grades: np.ndarray, settings: Settings
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Customers already seriously past due at as-of get the worst grade by rule.
+
+    The credit model never learns from them (their label would restate the present), so its
+    PD means nothing for them: PD 1, grade E, and the rule as the stated reason.
+    """
+    days = settings.features.serious_arrears_days
+    if "days_past_due_last" not in snap.columns:
+        return pd_, grades, [None] * snap.height
+    due = snap["days_past_due_last"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    serious = due >= days
+    reason = f"in serious arrears at as-of ({days}+ days past due): graded E by rule"
+    return (
+        np.where(serious, 1.0, pd_),
+        np.where(serious, GRADES[-1], grades),
+        [reason if s else None for s in serious],
+    )
+
+
 def predict_part(
     snap: pl.DataFrame, churn_model, credit_model, matrix: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +149,7 @@ def score_frame(
         for r, (pp, dd) in zip(rows, preds, strict=True):
             p[r], pd_[r] = pp, dd
     grades = credit_grades(pd_, settings.scoring.credit_grade_cutoffs)
+    pd_, grades, rule = serious_arrears_rule(snap, pd_, grades, settings)
     deciles = risk_deciles(p)
     explain = np.flatnonzero(deciles >= settings.scoring.reason_code_min_decile)
     # Whole columns, filled per explained chunk: no per-customer Python lists (4 s at 1M).
@@ -165,6 +187,7 @@ def score_frame(
             "credit_pd": pd_,
             "credit_grade": grades,
             "credit_limit": credit_limits(snap["monthly_spend"].to_numpy(), grades, settings),
+            "credit_rule": pl.Series("credit_rule", rule, dtype=pl.Utf8),
             **{name: pl.Series(name, col.tolist(), dtype=pl.Utf8) for name, col in reasons.items()},
         }
     )

@@ -1,14 +1,26 @@
-"""Snapshot mode's model: tuned LightGBM, optionally blended with a logistic regression."""
+"""Snapshot mode's model: tuned LightGBM, optionally blended with a logistic regression.
+
+Everything that is chosen (category encoding, parameters, number of trees, blend weight,
+calibration) is chosen on the training part of an outer fold; its evaluation rows are only
+ever predicted. Within a fold, work is shared: the tuning's best trial fixes the number of
+trees, so the blend's inner folds and the final fit train once each, without early stopping.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import polars as pl
+from sklearn.metrics import roc_auc_score
 
 from configs.schema import Settings
-from models import blend, lgbm, metrics
+from models import blend, encoding, lgbm, metrics
 
 
 def split_inner(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified 80/20 split of the training rows (each row is one customer here)."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
@@ -33,47 +45,156 @@ def fit_tree(x, y, cols, params, settings: Settings, seed: int) -> lgbm.TrainedM
     )
 
 
-def tune_params(x, y, cols, settings: Settings, trials: int, seed: int) -> dict:
-    """Optuna on an inner split of the training rows only (never the evaluation rows)."""
-    if trials <= 1:
-        return {}
+def fit_rounds(x, y, cols, params: dict, rounds: int, seed: int) -> lgbm.TrainedModel:
+    """LightGBM with a known number of trees on all rows: one training, no held-out part."""
+    from models.calibration import Calibrator
+
+    ff = lgbm.FeatureFrame.fit(x, cols)
+    pos = max(float(y.sum()), 1.0)
+    full = {
+        **lgbm.BASE_PARAMS,
+        **lgbm.DEFAULT_PARAMS,
+        **params,
+        "seed": seed,
+        "scale_pos_weight": float(np.sqrt((len(y) - y.sum()) / pos)),
+    }
+    booster = lgbm.lgb.train(full, lgbm._dataset(ff, x, y), rounds)
+    return lgbm.TrainedModel(booster, Calibrator("none"), ff, full, rounds)
+
+
+@dataclass
+class Tuned:
+    params: dict[str, Any]
+    rounds: int
+
+
+def tune_params(x, y, cols, settings: Settings, trials: int, seed: int, threads: int) -> Tuned:
+    """Optuna on an inner split of the training rows only (never the evaluation rows).
+
+    With one trial, the defaults are fitted once with early stopping: either way the number of
+    trees comes from the inner split and carries over (a tenth more) to fits on all rows.
+    """
+    snap = settings.models.snapshot
     tr, va = split_inner(y, seed)
+    fixed = {"num_threads": threads}
+    if trials <= 1:
+        model = lgbm.fit(
+            x[tr],
+            y[tr],
+            x[va],
+            y[va],
+            cols,
+            fixed,
+            snap.num_boost_round,
+            settings.models.early_stopping_rounds,
+            calibration="none",
+            seed=seed,
+        )
+        return Tuned(fixed, lgbm.refit_rounds(model.best_iteration))
+    best = {"score": -1.0, "iteration": 0}
+
+    def on_trial(trial, params, score):  # noqa: ARG001 - tune's callback signature
+        # The first of equal scores, as Optuna's best trial.
+        if score > best["score"]:
+            best.update(score=score, iteration=trial.user_attrs["best_iteration"])
+
     params, _ = lgbm.tune(
         x[tr],
         y[tr],
         x[va],
         y[va],
         cols,
-        settings.models.snapshot.search_space,
+        snap.search_space,
         trials,
-        settings.models.snapshot.num_boost_round,
+        snap.num_boost_round,
         settings.models.early_stopping_rounds,
         seed,
+        on_trial=on_trial,
         show_progress_bar=False,
+        fixed=fixed,
     )
-    return params
+    return Tuned({**params, **fixed}, lgbm.refit_rounds(best["iteration"]))
 
 
-def fit_eval(x_tr, y_tr, x_te, y_te, cols, settings: Settings, task: str, trials: int, seed: int):
-    """Everything that is chosen (parameters, blend weight) is chosen on the training rows."""
-    params = tune_params(x_tr, y_tr, cols, settings, trials, seed)
+def choose_encoding(x, y, cols, settings: Settings, seed: int, threads: int) -> list[str]:
+    """The high-cardinality text columns and how to encode them, by inner CV on these rows.
+
+    Each candidate (LightGBM's own categories, out-of-fold target means, level counts) trains
+    the default model on the same inner split; the best inner ROC-AUC wins, ties to native.
+    """
     snap = settings.models.snapshot
+    wide = encoding.high_cardinality(x, cols, snap.high_cardinality_levels)
+    if not wide or not snap.encode_high_cardinality:
+        return ["native"]
+    tr, va = split_inner(y, seed + 7)
+    scores = {}
+    for method in encoding.METHODS:
+        enc, x_tr = encoding.fit_encoder(x[tr], y[tr], wide, method, seed=seed)
+        x_va = enc.transform(x[va])
+        model = lgbm.fit(
+            x_tr,
+            y[tr],
+            x_va,
+            y[va],
+            cols,
+            {"num_threads": threads},
+            snap.num_boost_round,
+            settings.models.early_stopping_rounds,
+            calibration="none",
+            seed=seed,
+        )
+        scores[method] = float(roc_auc_score(y[va], model.raw(x_va)))
+    best = max(encoding.METHODS, key=lambda m: (scores[m] - 1e-4 * (m != "native"), m))
+    return [best, *wide]
+
+
+def fit_eval(
+    x_tr,
+    y_tr,
+    x_te,
+    y_te,
+    cols,
+    settings: Settings,
+    task: str,
+    trials: int,
+    seed: int,
+    threads: int = 1,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit on the training part, evaluate on the test part: (metrics, what was chosen).
+
+    The metrics carry `tree_roc_auc` (the tree model alone) beside the blend's, so a broken
+    tree cannot hide behind the linear side.
+    """
+    snap = settings.models.snapshot
+    method, *wide = choose_encoding(x_tr, y_tr, cols, settings, seed, threads)
+    info: dict[str, Any] = {}
+    if wide:
+        enc, x_tr = encoding.fit_encoder(x_tr, y_tr, wide, method, seed=seed)
+        x_te = enc.transform(x_te)
+        info["encoding"] = method
+        info["encoded_columns"] = len(wide)
+    tuned = tune_params(x_tr, y_tr, cols, settings, trials, seed, threads)
+    info.update({k: v for k, v in tuned.params.items() if k != "num_threads"})
+    info["trees"] = tuned.rounds
     if snap.blend:
         model = blend.fit_blend(
             x_tr,
             y_tr,
             cols,
-            lambda xf, yf, s: fit_tree(xf, yf, cols, params, settings, s),
+            lambda xf, yf, s: fit_rounds(xf, yf, cols, tuned.params, tuned.rounds, s),
             folds=snap.blend_folds,
             cs=snap.linear_c,
             seed=seed,
         )
-        info = {**params, **model.info}
+        info.update(model.info)
+        tree_p = model.tree.predict(x_te)
     else:
-        model = fit_tree(x_tr, y_tr, cols, params, settings, seed)
-        info = dict(params)
+        model = fit_tree(x_tr, y_tr, cols, tuned.params, settings, seed)
+        tree_p = model.raw(x_te)
     p = model.predict(x_te)
-    return metrics.summary(y_te, p, task, settings.models.empc.model_dump()), info
+    scores = metrics.summary(y_te, p, task, settings.models.empc.model_dump())
+    scores["tree_roc_auc"] = float(roc_auc_score(y_te, tree_p))
+    return scores, info
 
 
 def summarise_params(fold_params: list[dict]) -> dict:
@@ -84,3 +205,21 @@ def summarise_params(fold_params: list[dict]) -> dict:
         values = [p.get(k) for p in fold_params]
         out[k] = values[0] if len(set(map(str, values))) == 1 else ",".join(map(str, values))
     return out
+
+
+def fold_task(
+    x: pl.DataFrame,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    cols: list[str],
+    settings: Settings,
+    task: str,
+    trials: int,
+    seed: int,
+    threads: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """One outer fold as a self-contained job (a worker process runs it with its own threads)."""
+    return fit_eval(
+        x[train], y[train], x[test], y[test], cols, settings, task, trials, seed, threads
+    )

@@ -103,3 +103,40 @@ def add_family_sums(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl.D
         pl.sum_horizontal(pl.col(m).cast(pl.Float64) for m in members).alias(name)
         for name, members in families.items()
     )
+
+
+def _varying(family: str, member: str) -> str:
+    """The word or number in which `member` differs from the rest of its family."""
+    position = family.split(" ").index("*")
+    return _name_tokens(member)[position]
+
+
+def add_family_shares(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl.DataFrame:
+    """Each member's share of its family total, and ratios of totals of parallel families.
+
+    Parallel families vary in the same words (BILL_AMT1..6 and PAY_AMT1..6; day/eve/night
+    minutes and charges): the ratio of their totals (paid ÷ billed, charge per minute) is a
+    quantity neither total shows. Like the totals, found from names and types alone; needs the
+    totals (add_family_sums) in `frame`. A zero total gives a missing share, not infinity.
+    """
+
+    def ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+        return pl.when(den != 0).then(num / den).otherwise(None)
+
+    exprs = []
+    for name, members in families.items():
+        stem = name.removesuffix(" (sum)")
+        exprs += [
+            ratio(pl.col(m).cast(pl.Float64).fill_null(0.0), pl.col(name)).alias(
+                f"{m} (share of {stem})"
+            )
+            for m in members
+        ]
+    keys = {name: tuple(_varying(name, m) for m in members) for name, members in families.items()}
+    names = sorted(families)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if keys[a] == keys[b]:
+                label = f"{a.removesuffix(' (sum)')} / {b.removesuffix(' (sum)')}"
+                exprs.append(ratio(pl.col(a), pl.col(b)).alias(label))
+    return frame.with_columns(exprs)

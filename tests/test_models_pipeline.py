@@ -35,6 +35,9 @@ def synthetic_snapshots(n: int = 1500, seed: int = 0) -> pl.DataFrame:
         payment = rng.choice(["prepaid", "postpaid"], n, p=[0.3, 0.7])
         churn = rng.random(n) < 1 / (1 + np.exp(-(-3 + 1.0 * complaints - 3 * trend)))
         default = rng.random(n) < 1 / (1 + np.exp(-(-3.5 + 1.2 * arrears)))
+        # Some customers are already seriously past due at as-of: they would all "default".
+        past_due = np.where(arrears >= 2, rng.choice([30, 60, 90], n), 0)
+        default = default | (past_due >= 60)
         frames.append(
             pl.DataFrame(
                 {
@@ -51,6 +54,7 @@ def synthetic_snapshots(n: int = 1500, seed: int = 0) -> pl.DataFrame:
                     "complaints_30d": complaints,
                     "data_trend_30v60": trend,
                     "unpaid_due_bills": arrears,
+                    "days_past_due_last": past_due,
                     "churn_30d": churn.astype(np.int32),
                     "default_30d": default.astype(np.int32),
                 },
@@ -247,3 +251,72 @@ def test_large_training_sets_are_a_stable_customer_sample(make_settings):
     assert months.min() == len(train_dates)
     again, *_ = training_frames(settings, "churn", None)
     assert again.equals(train)
+
+
+def test_credit_model_never_sees_customers_already_in_serious_arrears(make_settings):
+    """Their label restates today's arrears: they are outside the credit population."""
+    from pipelines.stages.train import training_frames
+
+    settings = make_settings(**SMALL)
+    frame = synthetic_snapshots()
+    write_snapshots(settings, frame)
+    serious = settings.features.serious_arrears_days
+    assert frame.filter(
+        (pl.col("days_past_due_last") >= serious) & pl.col("default_30d").is_not_null()
+    ).height
+    train, valid, label, *_ = training_frames(settings, "credit", None)
+    for part in (train, valid):
+        assert part.height and part["days_past_due_last"].max() < serious
+        assert part[label].null_count() == 0
+    # The churn model keeps everyone: arrears are a reason to leave, not a restated label.
+    churn_train, *_ = training_frames(settings, "churn", None)
+    assert churn_train["days_past_due_last"].max() >= serious
+
+
+def test_scoring_grades_serious_arrears_worst_by_rule(trained):
+    from pipelines.stages.score import score_customers
+
+    settings, *_ = trained
+    score_customers(settings, AS_OF[-1])
+    con = duckdb.connect(str(Workdir.from_settings(settings).db_path), read_only=True)
+    try:
+        scores = con.sql(
+            "SELECT s.*, f.days_past_due_last FROM scores.customer_scores s"
+            " JOIN feat.customer_snapshot f USING (customer_id, as_of)"
+        ).pl()
+    finally:
+        con.close()
+    serious = pl.col("days_past_due_last") >= settings.features.serious_arrears_days
+    ruled, modelled = scores.filter(serious), scores.filter(~serious)
+    assert ruled.height and modelled.height
+    assert set(ruled["credit_grade"]) == {"E"} and ruled["credit_pd"].min() == 1.0
+    assert ruled["credit_limit"].max() == 0.0
+    assert ruled["credit_rule"].str.contains("serious arrears").all()
+    assert modelled["credit_rule"].null_count() == modelled.height
+    assert modelled["credit_pd"].max() < 1.0
+
+
+def test_inner_splits_hold_out_whole_customers(make_settings, monkeypatch):
+    """Early stopping, tuning and calibration never see one customer on both sides."""
+    from models import lgbm
+    from pipelines.stages.train import train_model
+
+    seen = {}
+    real_tune, real_fit = lgbm.tune, lgbm.fit
+
+    def tune(train, y_train, valid, *args, **kwargs):
+        seen["tune"] = (set(train["customer_id"]), set(valid["customer_id"]))
+        return real_tune(train, y_train, valid, *args, **kwargs)
+
+    def fit(train, y_train, valid, *args, **kwargs):
+        seen["fit"] = (set(train["customer_id"]), set(valid["customer_id"]))
+        return real_fit(train, y_train, valid, *args, **kwargs)
+
+    monkeypatch.setattr(lgbm, "tune", tune)
+    monkeypatch.setattr(lgbm, "fit", fit)
+    settings = make_settings(**SMALL)
+    write_snapshots(settings, synthetic_snapshots(600))
+    train_model(settings, "churn", trials=1)
+    for inner, held_out in seen.values():
+        assert inner and held_out and not inner & held_out
+        assert 0.1 < len(held_out) / (len(inner) + len(held_out)) < 0.3

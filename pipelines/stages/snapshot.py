@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import polars as pl
 from configs.schema import Settings
 from models import snapshot_fit
 from models.tabular import (
+    add_family_shares,
     add_family_sums,
     clean_text,
     column_families,
@@ -25,7 +28,7 @@ from pipelines.store.workdir import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ks", "empc")
+METRIC_KEYS = ("roc_auc", "pr_auc", "top_decile_lift", "brier", "ks", "empc", "tree_roc_auc")
 
 
 @dataclass
@@ -86,25 +89,32 @@ def run_snapshot(
     trials: int = 1,
     metrics_out: Path | None = None,
     track: bool = True,
+    repeats: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> SnapshotResult:
-    """Stratified 5-fold CV (or train on `data`, evaluate on `test`), tracked in MLflow.
+    """Repeated stratified CV (or train on `data`, evaluate on `test`), tracked in MLflow.
 
     The model is LightGBM blended with a logistic regression (settings.models.snapshot); the
-    blend weight is chosen by an inner CV on the training rows of each fold.
+    blend weight is chosen by an inner CV on the training rows of each fold. Metrics are means
+    over every fold of every repeat, with `roc_auc_sd` their spread and `tree_roc_auc` the tree
+    model alone. `progress(step, done, total)` is told as each fold finishes.
     """
     from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
+    snap = settings.models.snapshot
+    repeats = repeats or snap.repeats
+    tell = progress or (lambda step, done, total: None)
     drop = drop or []
+    tell("reading", 0, 1)
     frame = read_table(data)
     x, y, base = prepare(frame, target, positive, id_col, drop)
     # Families come from the training file's header and types only, never from its values.
-    families = column_families(x) if settings.models.snapshot.family_sums else {}
-    x = add_family_sums(x, families)
+    families = column_families(x) if snap.family_sums else {}
+    x = derive(x, families, snap.family_shares)
     cols = x.columns
     seed = settings.seed
-    params: list[dict] = []
-    folds = []
+    jobs: list[tuple] = []
     if test is not None:
         test_frame = read_table(test)
         x_te, y_te, _ = prepare(test_frame, target, positive, id_col, drop)
@@ -114,22 +124,30 @@ def run_snapshot(
         x_te = x_te.select(base).with_columns(
             [pl.col(c).cast(x.schema[c], strict=False) for c in base]
         )
-        x_te = add_family_sums(x_te, families)
-        m, info = snapshot_fit.fit_eval(x, y, x_te, y_te, cols, settings, task, trials, seed)
-        folds.append(m)
-        params.append(info)
+        x_te = derive(x_te, families, snap.family_shares)
+        both = pl.concat([x, x_te], how="vertical_relaxed")
+        y_all = np.concatenate([y, y_te])
+        train_idx, test_idx = np.arange(len(y)), np.arange(len(y), len(y_all))
+        # A fixed split has nothing to repeat but the seeds of the fitting.
+        jobs = [(train_idx, test_idx, seed + 1000 * r) for r in range(repeats)]
+        x, y = both, y_all
     else:
-        skf = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-        for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y)):
-            m, info = snapshot_fit.fit_eval(
-                x[tr], y[tr], x[te], y[te], cols, settings, task, trials, seed + k
-            )
-            folds.append(m)
-            params.append(info)
+        for r in range(repeats):
+            skf = StratifiedKFold(n_splits=snap.folds, shuffle=True, random_state=seed + 1000 * r)
+            jobs += [
+                (tr, te, seed + 1000 * r + k)
+                for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y))
+            ]
+    folds, params = _run_folds(settings, x, y, cols, task, trials, jobs, tell)
     keys = [k for k in METRIC_KEYS if task == "churn" or k != "empc"]
     result = {k: float(np.mean([f[k] for f in folds])) for k in keys}
-    result["n_rows"] = float(len(y))
-    result["positive_rate"] = float(y.mean())
+    aucs = np.array([f["roc_auc"] for f in folds])
+    result["roc_auc_sd"] = float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0
+    result["tree_roc_auc"] = float(np.mean([f["tree_roc_auc"] for f in folds]))
+    result["folds"] = float(len(folds))
+    result["repeats"] = float(repeats)
+    result["n_rows"] = float(len(y) if test is None else len(test_idx))
+    result["positive_rate"] = float(y.mean() if test is None else y[test_idx].mean())
     summary = {
         **snapshot_fit.summarise_params(params),
         **({"family_sums": len(families)} if families else {}),
@@ -137,10 +155,56 @@ def run_snapshot(
     seconds = round(time.perf_counter() - started, 2)
     out = SnapshotResult(result, folds, summary, params, seconds=seconds)
     if track:
+        tell("logging to MLflow", len(jobs), len(jobs))
         out.run_id = _track(settings, data, target, task, out)
     if metrics_out is not None:
         atomic_write_text(Path(metrics_out), json.dumps(result, indent=2))
     return out
+
+
+def derive(x: pl.DataFrame, families: dict[str, list[str]], shares: bool) -> pl.DataFrame:
+    """Family totals, and with `shares` each member's share and ratios of parallel totals."""
+    x = add_family_sums(x, families)
+    return add_family_shares(x, families) if shares else x
+
+
+def workers_for(settings: Settings, rows: int, jobs: int) -> int:
+    snap = settings.models.snapshot
+    if rows < snap.parallel_min_rows:
+        return 1
+    wanted = snap.workers or os.cpu_count() or 1
+    return max(1, min(wanted, jobs))
+
+
+def _run_folds(settings, x, y, cols, task, trials, jobs, tell):
+    """Each outer fold in turn, or side by side in worker processes; results in fold order."""
+    total = len(jobs)
+    workers = workers_for(settings, len(y), total)
+    args = [(x, y, tr, te, cols, settings, task, trials, s, 1) for tr, te, s in jobs]
+    results: list = [None] * total
+    tell(f"{total} folds on {workers} worker{'s' if workers > 1 else ''}", 0, total)
+    if workers == 1:
+        for i, a in enumerate(args):
+            results[i] = snapshot_fit.fold_task(*a)
+            tell(_said(results, i), i + 1, total)
+    else:
+        from joblib import Parallel, delayed
+
+        run = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
+        finished = run(delayed(_indexed)(i, a) for i, a in enumerate(args))
+        for done, (i, result) in enumerate(finished, start=1):
+            results[i] = result
+            tell(_said(results, i), done, total)
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def _indexed(i: int, args: tuple) -> tuple[int, tuple]:
+    return i, snapshot_fit.fold_task(*args)
+
+
+def _said(results: list, i: int) -> str:
+    auc = [r[0]["roc_auc"] for r in results if r is not None]
+    return f"fold {i + 1}: ROC-AUC {results[i][0]['roc_auc']:.4f} (mean so far {np.mean(auc):.4f})"
 
 
 def _track(settings: Settings, data: Path, target: str, task: str, result: SnapshotResult) -> str:

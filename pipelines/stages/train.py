@@ -24,6 +24,7 @@ from configs.contracts import REGISTERED
 from configs.schema import Settings
 from features.columns import feature_columns
 from features.history import ShortHistory, lookback_days, plan_training
+from features.split import credit_population, customer_holdout
 from models import lgbm, metrics
 from models.attribution import agreement
 from models.promotion import decide
@@ -88,6 +89,15 @@ def label_for(settings: Settings, model: str) -> str:
     return f"{'churn' if model == 'churn' else 'default'}_{h}d"
 
 
+def population_sql(settings: Settings, model: str, label: str | None = None) -> str:
+    """Rows a model learns and is validated on: matured labels; for credit, customers not
+    already in serious arrears at as-of (scoring grades those by rule)."""
+    label = label or label_for(settings, model)
+    if model == "churn":
+        return f"{label} IS NOT NULL"
+    return f"{label} IS NOT NULL AND {credit_population(settings.features.serious_arrears_days)}"
+
+
 def fingerprint(frame: pl.DataFrame, label: str) -> str:
     """A short hash of which customers, dates and labels a model saw."""
     digest = hashlib.sha256()
@@ -101,7 +111,8 @@ def training_frames(
 ) -> tuple[pl.DataFrame, pl.DataFrame, str, list[date], date]:
     label = label_for(settings, model)
     cfg = settings.models
-    matured = f"{label} IS NOT NULL" + (" AND as_of <= $as_of" if as_of else "")
+    population = population_sql(settings, model)
+    matured = f"{population} AND as_of <= $as_of" if as_of else population
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
         try:
@@ -138,14 +149,14 @@ def training_frames(
             settings,
             train_dates,
             con,
-            f"{label} IS NOT NULL",
+            population,
             min(1.0, cfg.max_train_rows / n_train),
         )
         valid = load_snapshots(
             settings,
             [valid_date],
             con,
-            f"{label} IS NOT NULL",
+            population,
             min(1.0, cfg.max_valid_rows / counts[valid_date]),
         )
     finally:
@@ -238,10 +249,10 @@ def train_model(
     train, valid, label, train_dates, valid_date = training_frames(settings, model, as_of)
     tell(f"tuning ({trials} trial{'s' if trials != 1 else ''})", 1, total)
     columns = feature_columns(train.columns)
-    # Early stopping and tuning use a random fifth of the training rows; the out-of-time
-    # validation date is only ever used for the reported metrics and the promotion gate.
-    rng = np.random.default_rng(settings.seed)
-    inner = rng.random(train.height) < 0.2
+    # Early stopping, tuning and calibration hold out a fifth of the training customers (all
+    # of each one's months); the out-of-time validation date is only ever used for the
+    # reported metrics and the promotion gate.
+    inner = customer_holdout(train["customer_id"], 0.2, settings.seed)
     tr, va = train.filter(pl.Series(~inner)), train.filter(pl.Series(inner))
     y_tr, y_va = tr[label].to_numpy().astype(float), va[label].to_numpy().astype(float)
     task = "churn" if model == "churn" else "credit"
@@ -376,7 +387,7 @@ def promote(
     valid_as_of = date.fromisoformat(c_tags["validation_as_of"])
     task = "churn" if name == "churn" else "credit"
     label = c_tags.get("label") or label_for(settings, task)
-    valid = load_snapshots(settings, [valid_as_of]).filter(pl.col(label).is_not_null())
+    valid = load_snapshots(settings, [valid_as_of], where=population_sql(settings, task, label))
     y = valid[label].to_numpy().astype(float)
     new = metrics.summary(y, challenger.predict(valid), task, settings.models.empc.model_dump())
     c_horizon = horizon_of(client, name, c_version)

@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS scores.customer_scores (
     reason_1 VARCHAR, reason_2 VARCHAR, reason_3 VARCHAR,
     reason_group_1 VARCHAR, reason_group_2 VARCHAR, reason_group_3 VARCHAR,
     scored_at TIMESTAMP
-)
+);
+-- Why a credit grade was set by rule rather than by the model (NULL: the model's grade).
+ALTER TABLE scores.customer_scores ADD COLUMN IF NOT EXISTS credit_rule VARCHAR;
 """
 
 
