@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
@@ -17,9 +18,12 @@ import polars as pl
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# (name, train file, test file or None, target, positive, id column, task, ROC-AUC target)
+# (name, train file, test file or None, target, positive, id column, task, ROC-AUC aim). Aims
+# are the best published figures on the same tables: IBM Telco 0.861 (an explainable boosting
+# machine, 5-fold, arXiv 2507.08860), German credit 0.797 (OpenML AutoML benchmark's best);
+# Taiwan 0.79; BigML 0.9335, what snapshot mode scored before repeated CV (no loss).
 QUALITY = [
-    ("IBM Telco (5-fold)", "ibm_telco.csv", None, "Churn", "Yes", "customerID", "churn", 0.85),
+    ("IBM Telco (CV)", "ibm_telco.csv", None, "Churn", "Yes", "customerID", "churn", 0.861),
     (
         "BigML churn (80 → 20)",
         "bigml_churn_80.csv",
@@ -28,27 +32,27 @@ QUALITY = [
         "True",
         None,
         "churn",
-        0.92,
+        0.9335,
     ),
     (
-        "German credit (5-fold)",
+        "German credit (CV)",
         "german_credit.csv",
         None,
         "classification",
         "0",
         None,
         "credit",
-        0.79,
+        0.797,
     ),
     (
-        "Taiwan credit default (5-fold)",
+        "Taiwan credit default (CV)",
         "taiwan_credit_default.csv",
         None,
         "default.payment.next.month",
         "1",
         "ID",
         "credit",
-        0.78,
+        0.79,
     ),
 ]
 
@@ -110,28 +114,36 @@ def synthetic(n: int, seed: int) -> pl.DataFrame:
     return frame
 
 
-def quality(settings, trials: int) -> list[dict]:
+def quality(settings, trials: int, repeats: int | None = None, only: str = "") -> list[dict]:
     from pipelines.stages.snapshot import run_snapshot
 
     rows = []
     for name, data, test, target, positive, id_col, task, goal in QUALITY:
-        r = run_snapshot(
-            settings,
-            DATA / data,
-            target,
-            positive,
-            id_col=id_col,
-            test=DATA / test if test else None,
-            task=task,
-            trials=trials,
-            track=False,
-        )
+        if only and only.lower() not in name.lower():
+            continue
+        with progress(name) as tell:
+            r = run_snapshot(
+                settings,
+                DATA / data,
+                target,
+                positive,
+                id_col=id_col,
+                test=DATA / test if test else None,
+                task=task,
+                trials=trials,
+                track=False,
+                repeats=repeats,
+                progress=tell,
+            )
         m = r.metrics
         rows.append(
             {
                 "data": name,
                 "rows": int(m["n_rows"]),
+                "folds": int(m["folds"]),
                 "roc_auc": m["roc_auc"],
+                "roc_auc_sd": m["roc_auc_sd"],
+                "tree_roc_auc": m["tree_roc_auc"],
                 "target": goal,
                 "pass": m["roc_auc"] >= goal,
                 "pr_auc": m["pr_auc"],
@@ -144,8 +156,102 @@ def quality(settings, trials: int) -> list[dict]:
                 "params": r.params,
             }
         )
-        print(f"{name}: ROC-AUC {m['roc_auc']:.4f} (target {goal}) in {r.seconds:.1f} s")
+        print(
+            f"{name}: ROC-AUC {m['roc_auc']:.4f} ± {m['roc_auc_sd']:.4f} over {int(m['folds'])} "
+            f"folds, tree alone {m['tree_roc_auc']:.4f} (aim {goal}) in {r.seconds:.1f} s"
+        )
     return rows
+
+
+@contextlib.contextmanager
+def progress(title: str):
+    """A rich progress bar on stderr, gone when done (the printed line stays)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[step]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(title, total=None, step="")
+    with bar:
+        yield lambda step, done, total: bar.update(task, completed=done, total=total, step=step)
+
+
+def wide(n: int, seed: int) -> pl.DataFrame:
+    """An operator-shaped customer table: 60 feature columns and a churn label.
+
+    Six-month families (bills, payments, data, voice), 26 usage measures, a 400-level handset
+    model with its own churn effect, contract and channel; churn comes from complaints, tenure,
+    the handset, a fall in data use, the contract and a non-linear usage effect.
+    """
+    rng = np.random.default_rng(seed)
+    cols: dict[str, np.ndarray] = {}
+    for family in ("bill_amt", "pay_amt", "data_mb", "voice_min"):
+        level = rng.gamma(2.0, 50.0, n)
+        for month in range(1, 7):
+            cols[f"{family}_{month}"] = level * rng.lognormal(0, 0.3, n)
+    for i in range(30):
+        cols[f"usage_metric_{i:02d}"] = rng.gamma(2.0, 1.0, n)
+    handset = rng.integers(0, 400, n)
+    handset_effect = rng.normal(0, 0.8, 400)
+    text = {
+        "handset_model": np.array([f"H{i:03d}" for i in range(400)])[handset],
+        "plan": rng.choice(["a", "b", "c", "d"], n),
+        "channel": rng.choice(["web", "shop", "phone"], n),
+        "contract": rng.choice(["m2m", "1y", "2y"], n),
+    }
+    cols["tenure_months"] = rng.gamma(2, 12, n)
+    cols["complaints"] = rng.poisson(0.3, n).astype(float)
+    logit = (
+        -2
+        + 0.8 * cols["complaints"]
+        - 0.03 * cols["tenure_months"]
+        + handset_effect[handset]
+        + 1.5 * (cols["data_mb_6"] / (cols["data_mb_1"] + 1) < 0.8)
+        + 0.3 * (text["contract"] == "m2m")
+        + 0.5 * np.sin(cols["usage_metric_00"])
+    )
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pl.DataFrame({**text, **cols, "churned": np.where(churned, "Yes", "No")})
+
+
+def snapshot_speed(settings, rows: int, trials: int, repeats: int) -> dict:
+    """`churn snapshot --trials N` on an operator-shaped table of `rows` × 60 columns."""
+    from pipelines.stages.snapshot import run_snapshot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "wide.csv"
+        frame = wide(rows, 0)
+        frame.write_csv(path)
+        with progress(f"snapshot {rows:,} × {frame.width - 1}") as tell:
+            r = run_snapshot(
+                settings, path, "churned", "Yes", trials=trials, repeats=repeats, track=False,
+                progress=tell,
+            )  # fmt: skip
+    m = r.metrics
+    out = {
+        "rows": rows,
+        "columns": frame.width - 1,
+        "trials": trials,
+        "folds": int(m["folds"]),
+        "seconds": r.seconds,
+        "roc_auc": round(m["roc_auc"], 4),
+        "roc_auc_sd": round(m["roc_auc_sd"], 4),
+        "tree_roc_auc": round(m["tree_roc_auc"], 4),
+        "first_repeat_roc_auc": round(float(np.mean([f["roc_auc"] for f in r.folds[:5]])), 4),
+        "params": r.params,
+    }
+    print(
+        f"snapshot {rows:,} × {frame.width - 1}, --trials {trials}, {out['folds']} folds: "
+        f"{r.seconds:.0f} s, ROC-AUC {m['roc_auc']:.4f} ± {m['roc_auc_sd']:.4f}"
+    )
+    return out
 
 
 def speed(settings, train_rows: int, score_rows: int) -> dict:
@@ -200,10 +306,23 @@ def speed(settings, train_rows: int, score_rows: int) -> dict:
     return out
 
 
-def oracle(customers: int, months: int, seed: int = 42) -> dict:
-    """Out-of-time churn ROC-AUC of the pipeline vs the simulator's true hazard on the same rows."""
+def from_chance(model_auc: float, oracle_auc: float) -> float:
+    """How much of the oracle's lead over chance a model achieves: (model − ½) / (oracle − ½)."""
+    return (model_auc - 0.5) / (oracle_auc - 0.5)
+
+
+def oracle(customers: int, months: int, seed: int = 42, aim: float = 0.95) -> dict:
+    """Out-of-time churn ROC-AUC of the pipeline against what the simulator already decided.
+
+    The simulator draws each month's voluntary leavers ahead (their usage winds down first):
+    at the validation as-of, next month's churn intents exist. The oracle is the exact 30-day
+    churn probability given those drawn intents (simulator.counterfactual, knowledge
+    "intents", no contact), an upper bound no model of the data can beat in expectation;
+    the true hazard alone ("observable") is shown beside it. Both are measured from chance.
+    """
     from sklearn.metrics import roc_auc_score
 
+    import simulator.response as rm
     from features.split import monthly_as_of_dates
     from pipelines.stages.features import build_snapshots, data_end, load_snapshots
     from pipelines.stages.ingest import ingest_landing
@@ -211,7 +330,8 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
     from pipelines.store.config import load_settings
     from pipelines.store.warehouse import connect
     from pipelines.store.workdir import Workdir
-    from simulator import simulate
+    from simulator import advance, simulate
+    from simulator.counterfactual import churn_probabilities, contact_frame, load
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -224,7 +344,17 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
                 "models": {"horizon_days": 30},
             },
         )
-        simulate(settings.simulator, home, seed=seed)
+        # Stop before the validation month: its intents are drawn, its churn not yet played.
+        simulate(settings.simulator, home, seed=seed, months=months - 1)
+        world = load(home)
+        frame = contact_frame(world)
+        offer, channel = next(iter(rm.EFFECT)), next(iter(rm.CHANNELS))
+        known = {
+            knows: churn_probabilities(frame, offer, channel, 30, knows)[0]
+            for knows in ("intents", "observable")
+        }
+        truth = pl.DataFrame({"customer_id": frame["customer_id"], **known})
+        advance(home, months=1)
         ingest_landing(settings)
         con = connect(Workdir.from_settings(settings), read_only=True)
         end = data_end(con)
@@ -234,14 +364,11 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
         build_snapshots(settings, valid_as_of, history=settings.orchestration.history_months)
         result = train_model(settings, "churn", trials=1, as_of=valid_as_of)
         valid = load_snapshots(settings, [valid_as_of]).filter(pl.col("churn_30d").is_not_null())
-        truth = pl.read_parquet(home / "truth" / "monthly.parquet").filter(
-            pl.col("month") == valid_as_of.replace(day=1)
-        )
-        rows = valid.select("customer_id", "churn_30d").join(
-            truth.select("customer_id", "churn_hazard"), on="customer_id", how="inner"
-        )
-        oracle_auc = float(roc_auc_score(rows["churn_30d"], rows["churn_hazard"]))
+        rows = valid.select("customer_id", "churn_30d").join(truth, on="customer_id", how="inner")
+        oracle_auc = float(roc_auc_score(rows["churn_30d"], rows["intents"]))
+        hazard_auc = float(roc_auc_score(rows["churn_30d"], rows["observable"]))
     model_auc = float(result.metrics["roc_auc"])
+    share = from_chance(model_auc, oracle_auc)
     out = {
         "customers": customers,
         "validation_as_of": str(valid_as_of),
@@ -249,12 +376,16 @@ def oracle(customers: int, months: int, seed: int = 42) -> dict:
         "matched_rows": rows.height,
         "model_auc": round(model_auc, 4),
         "oracle_auc": round(oracle_auc, 4),
-        "share_of_oracle": round(model_auc / oracle_auc, 4),
-        "pass": model_auc >= 0.95 * oracle_auc,
+        "hazard_auc": round(hazard_auc, 4),
+        "share_of_oracle": round(share, 4),
+        "share_of_hazard": round(from_chance(model_auc, hazard_auc), 4),
+        "aim": aim,
+        "pass": share >= aim,
     }
     print(
-        f"out-of-time churn AUC {model_auc:.4f} vs oracle {oracle_auc:.4f} "
-        f"({model_auc / oracle_auc:.1%}; target ≥ 95%)"
+        f"out-of-time churn AUC {model_auc:.4f}; oracle (drawn intents) {oracle_auc:.4f}, "
+        f"true hazard {hazard_auc:.4f}; from chance: {share:.1%} of the oracle "
+        f"({out['share_of_hazard']:.1%} of the hazard), aim ≥ {aim:.0%}"
     )
     return out
 
@@ -268,6 +399,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-oracle", action="store_true")
     parser.add_argument("--oracle-customers", type=int, default=20_000)
+    parser.add_argument(
+        "--oracle-aim",
+        type=float,
+        default=0.95,
+        help="share of the oracle's lead over chance the model must reach",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="CV repeats (default from config)"
+    )
+    parser.add_argument("--only", default="", help="quality tables whose name contains this")
+    parser.add_argument(
+        "--snapshot-rows",
+        type=int,
+        default=0,
+        help="also time snapshot mode on an operator-shaped table of this many rows × 60",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from pipelines.store.config import load_settings
@@ -281,11 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(home=Path(tmp), environ={})
         if not args.skip_quality:
-            out["quality"] = quality(settings, args.trials)
+            out["quality"] = quality(settings, args.trials, args.repeats, args.only)
+        if args.snapshot_rows:
+            out["snapshot_speed"] = snapshot_speed(
+                settings, args.snapshot_rows, args.trials, args.repeats or 1
+            )
         if not args.skip_speed:
             out["speed"] = speed(settings, args.train_rows, args.score_rows)
     if not args.skip_oracle:
-        out["oracle"] = oracle(args.oracle_customers, 12)
+        out["oracle"] = oracle(args.oracle_customers, 12, aim=args.oracle_aim)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"models_{stamp}.json").write_text(json.dumps(out, indent=2))
     lines = []
@@ -293,16 +444,27 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             f"Quality (trials={args.trials})",
             "",
-            "| data | rows | ROC-AUC | target | pass | PR-AUC | lift@10% | Brier | KS | EMPC | s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+            "| data | rows | folds | ROC-AUC (mean ± sd) | tree alone | aim | pass | PR-AUC "
+            "| lift@10% | Brier | KS | EMPC | s |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in out["quality"]:
             empc = f"{r['empc']:.2f}" if r["empc"] is not None else "—"
             lines.append(
-                f"| {r['data']} | {r['rows']:,} | {r['roc_auc']:.4f} | {r['target']} | "
+                f"| {r['data']} | {r['rows']:,} | {r['folds']} | {r['roc_auc']:.4f} ± "
+                f"{r['roc_auc_sd']:.4f} | {r['tree_roc_auc']:.4f} | {r['target']} | "
                 f"{'yes' if r['pass'] else 'NO'} | {r['pr_auc']:.4f} | {r['lift']:.2f} | "
                 f"{r['brier']:.4f} | {r['ks']:.3f} | {empc} | {r['seconds']:.1f} |"
             )
+    if "snapshot_speed" in out:
+        v = out["snapshot_speed"]
+        lines += [
+            "",
+            "| snapshot table | trials | folds | seconds | ROC-AUC (mean ± sd) | tree alone |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| {v['rows']:,} × {v['columns']} | {v['trials']} | {v['folds']} | {v['seconds']} | "
+            f"{v['roc_auc']} ± {v['roc_auc_sd']} | {v['tree_roc_auc']} |",
+        ]
     if "speed" in out:
         s = out["speed"]
         lines += [
@@ -318,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             "",
             f"Synthetic operator ({o['customers']:,} customers), out-of-time validation "
-            f"{o['validation_as_of']}: churn ROC-AUC {o['model_auc']} vs oracle (true hazard) "
-            f"{o['oracle_auc']} = {o['share_of_oracle']:.1%} (target ≥ 95%): "
+            f"{o['validation_as_of']}: churn ROC-AUC {o['model_auc']} vs oracle (drawn intents) "
+            f"{o['oracle_auc']} and true hazard {o['hazard_auc']}; from chance "
+            f"(model − 0.5) / (oracle − 0.5) = {o['share_of_oracle']:.1%} "
+            f"({o['share_of_hazard']:.1%} of the hazard's), aim ≥ {o['aim']:.0%}: "
             f"{'PASS' if o['pass'] else 'FAIL'}",
         ]
     (RESULTS / f"models_{stamp}.md").write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
@@ -58,7 +59,7 @@ def fit_rounds(x, y, cols, params: dict, rounds: int, seed: int) -> lgbm.Trained
         "seed": seed,
         "scale_pos_weight": float(np.sqrt((len(y) - y.sum()) / pos)),
     }
-    booster = lgbm.lgb.train(full, lgbm._dataset(ff, x, y), rounds)
+    booster = lgb.train(full, lgbm._dataset(ff, x, y), rounds)
     return lgbm.TrainedModel(booster, Calibrator("none"), ff, full, rounds)
 
 

@@ -38,7 +38,7 @@ def fast_settings(make_settings):
         models={
             "num_boost_round": 300,
             "early_stopping_rounds": 20,
-            "snapshot": {"blend_folds": 3, "linear_c": [0.1, 1.0]},
+            "snapshot": {"blend_folds": 3, "linear_c": [0.1, 1.0], "repeats": 1},
         }
     )
 
@@ -142,8 +142,11 @@ def test_snapshot_run_records_the_blend_in_mlflow(tmp_path, fast_settings):
     client, _ = experiment_client(fast_settings)
     run = client.get_run(result.run_id)
     assert run.data.tags["model"] == "lightgbm+logistic blend"
+    folds = int(result.metrics["folds"])
+    assert folds == fast_settings.models.snapshot.folds * fast_settings.models.snapshot.repeats
     weights = [float(w) for w in run.data.params["blend_weight_linear"].split(",")]
-    assert len(weights) in (1, 5) and all(0 <= w <= 1 for w in weights)
+    assert len(weights) in (1, folds) and all(0 <= w <= 1 for w in weights)
     history = client.get_metric_history(result.run_id, "fold_blend_weight_linear")
-    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
-    assert set(result.metrics) >= {"roc_auc", "pr_auc", "brier", "ks", "empc", "n_rows"}
+    assert sorted(m.step for m in history) == list(range(folds))
+    assert set(result.metrics) >= {"roc_auc", "roc_auc_sd", "tree_roc_auc", "empc", "n_rows"}
+    assert run.data.metrics["tree_roc_auc"] == result.metrics["tree_roc_auc"]

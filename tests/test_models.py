@@ -244,7 +244,9 @@ def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
 
     out = tmp_path / "metrics.json"
     # A lighter inner search than the benchmark's: this checks the command, not the last 0.01 AUC.
-    settings = make_settings(models={"snapshot": {"blend_folds": 2, "linear_c": [0.1]}})
+    settings = make_settings(
+        models={"snapshot": {"blend_folds": 2, "linear_c": [0.1], "repeats": 1}}
+    )
     result = run_snapshot(
         settings,
         shared_data / "ibm_telco.csv",
@@ -266,6 +268,8 @@ def test_snapshot_mode_on_ibm_telco(shared_data, make_settings, tmp_path):
     }
     assert saved["n_rows"] == 7043 and saved["positive_rate"] == pytest.approx(0.2654, abs=1e-3)
     assert saved["roc_auc"] > 0.83
+    # The tree alone, out of fold: a broken LightGBM fails here even if the linear side holds.
+    assert saved["tree_roc_auc"] > 0.83 and 0 < saved["roc_auc_sd"] < 0.05
     assert result.run_id
 
 

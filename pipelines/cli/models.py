@@ -134,6 +134,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         task: Annotated[str, typer.Option(help="churn or credit")] = "churn",
         trials: Annotated[int, typer.Option(help="Optuna trials (1 = defaults).")] = 1,
+        repeats: Annotated[
+            int | None,
+            typer.Option(help="Repeats of the stratified CV (default from config)."),
+        ] = None,
         metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
         treatment: Annotated[
             str | None,
@@ -161,21 +165,34 @@ def register(app: typer.Typer) -> None:
             return
         if task not in ("churn", "credit"):
             raise InputError("--task must be churn or credit")
-        r = run_snapshot(
-            state(ctx).settings(),
-            data,
-            target,
-            positive,
-            id_col,
-            drop or [],
-            test,
-            task,
-            trials,
-            metrics_out,
-        )
+        from pipelines.cli.common import progress_bar, summary
+
+        if repeats is not None and repeats < 1:
+            raise InputError("--repeats must be at least 1")
+        with progress_bar(f"snapshot {data.name}") as tell:
+            r = run_snapshot(
+                state(ctx).settings(),
+                data,
+                target,
+                positive,
+                id_col,
+                drop or [],
+                test,
+                task,
+                trials,
+                metrics_out,
+                repeats=repeats,
+                progress=tell,
+            )
         for k, v in r.metrics.items():
             typer.echo(f"{k:<16} {v:.4f}")
-        typer.echo(f"MLflow run {r.run_id} ({r.seconds:.1f} s)")
+        folds = int(r.metrics["folds"])
+        summary(
+            f"{folds} fold{'s' if folds != 1 else ''} in {r.seconds:.0f} s, ROC-AUC "
+            f"{r.metrics['roc_auc']:.4f} ± {r.metrics['roc_auc_sd']:.4f} (tree alone "
+            f"{r.metrics['tree_roc_auc']:.4f}); MLflow run {r.run_id}",
+            metrics_out or "MLflow",
+        )
 
 
 def _uplift_snapshot(

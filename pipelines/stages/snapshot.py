@@ -114,6 +114,7 @@ def run_snapshot(
     x = derive(x, families, snap.family_shares)
     cols = x.columns
     seed = settings.seed
+    n_rows, positive_rate = len(y), float(y.mean())
     jobs: list[tuple] = []
     if test is not None:
         test_frame = read_table(test)
@@ -146,8 +147,8 @@ def run_snapshot(
     result["tree_roc_auc"] = float(np.mean([f["tree_roc_auc"] for f in folds]))
     result["folds"] = float(len(folds))
     result["repeats"] = float(repeats)
-    result["n_rows"] = float(len(y) if test is None else len(test_idx))
-    result["positive_rate"] = float(y.mean() if test is None else y[test_idx].mean())
+    result["n_rows"] = float(n_rows)  # the table modelled (with --test, its training rows)
+    result["positive_rate"] = positive_rate
     summary = {
         **snapshot_fit.summarise_params(params),
         **({"family_sums": len(families)} if families else {}),
