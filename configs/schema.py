@@ -143,6 +143,8 @@ class SnapshotConfig(Section):
     # means or level counts, whichever wins an inner CV on each fold's training part.
     encode_high_cardinality: bool = True
     high_cardinality_levels: int = Field(30, ge=3)
+    # Inner ROC-AUC an encoding must gain over LightGBM's own categories to replace them.
+    encoding_margin: float = Field(0.005, ge=0.0)
     # Outer folds run side by side in this many processes (0: one per core), each LightGBM on
     # one thread: two single-threaded fits keep two cores busy where one two-threaded fit
     # waits on its slower thread. Tables under `parallel_min_rows` run in-process (starting

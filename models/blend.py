@@ -129,9 +129,16 @@ class BlendModel:
     weight: float
     calibrator: Calibrator
     info: dict[str, Any] = field(default_factory=dict)
+    # Puts the tree's scores on the probability scale before mixing (Platt on its out-of-fold
+    # scores): a tree trained with weighted positives would otherwise outweigh its share.
+    tree_scale: Calibrator | None = None
+
+    def tree_probability(self, frame: pl.DataFrame) -> np.ndarray:
+        p = self.tree.predict(frame)
+        return self.tree_scale(p) if self.tree_scale is not None else p
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        p = self.tree.predict(frame)
+        p = self.tree_probability(frame)
         if self.linear is not None and self.weight > 0:
             p = (1 - self.weight) * p + self.weight * self.linear.predict(frame)
         return np.clip(self.calibrator(p), 0.0, 1.0)
@@ -181,6 +188,8 @@ def fit_blend(
         tree_oof[va] = fit_tree(frame[tr], y[tr], seed + 101 * (k + 1)).predict(frame[va])
         for c, lin in fit_linear_path(frame[tr], y[tr], columns, cs, knots).items():
             linear_oof[c][va] = lin.predict(frame[va])
+    tree_scale = fit_calibrator(tree_oof, y, "platt", seed=seed)
+    tree_oof = tree_scale(tree_oof)
     c, w, auc = choose(tree_oof, linear_oof, y, weights)
     calibrator = fit_calibrator((1 - w) * tree_oof + w * linear_oof[c], y, "auto", seed=seed)
     tree = fit_tree(frame, y, seed)
@@ -193,4 +202,4 @@ def fit_blend(
         "blend_oof_roc_auc_linear": round(float(roc_auc_score(y, linear_oof[c])), 5),
         "blend_calibration": calibrator.method,
     }
-    return BlendModel(tree, linear, w, calibrator, info)
+    return BlendModel(tree, linear, w, calibrator, info, tree_scale)

@@ -121,7 +121,8 @@ def choose_encoding(x, y, cols, settings: Settings, seed: int, threads: int) -> 
     """The high-cardinality text columns and how to encode them, by inner CV on these rows.
 
     Each candidate (LightGBM's own categories, out-of-fold target means, level counts) trains
-    the default model on the same inner split; the best inner ROC-AUC wins, ties to native.
+    the default model on the same inner split. One split's ROC-AUC is noisy, so an encoding
+    must beat LightGBM's own categories by `encoding_margin` to replace them.
     """
     snap = settings.models.snapshot
     wide = encoding.high_cardinality(x, cols, snap.high_cardinality_levels)
@@ -145,7 +146,8 @@ def choose_encoding(x, y, cols, settings: Settings, seed: int, threads: int) -> 
             seed=seed,
         )
         scores[method] = float(roc_auc_score(y[va], model.raw(x_va)))
-    best = max(encoding.METHODS, key=lambda m: (scores[m] - 1e-4 * (m != "native"), m))
+    margin = snap.encoding_margin
+    best = max(encoding.METHODS, key=lambda m: (scores[m] - margin * (m != "native"), m))
     return [best, *wide]
 
 
