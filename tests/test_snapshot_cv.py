@@ -139,6 +139,7 @@ def test_family_shares_and_parallel_family_ratios_come_from_names_alone():
     assert not [c for c in out.columns if " / " in c and "minutes" in c]
 
 
+@pytest.mark.slow  # MLflow's store set-up dominates: about a minute on a busy machine
 def test_snapshot_command_ends_with_one_summary_line(tmp_path):
     from typer.testing import CliRunner
 
