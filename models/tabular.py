@@ -111,7 +111,12 @@ def _varying(family: str, member: str) -> str:
     return _name_tokens(member)[position]
 
 
-def add_family_shares(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl.DataFrame:
+def add_family_shares(
+    frame: pl.DataFrame,
+    families: dict[str, list[str]],
+    shares: bool = True,
+    ratios: bool = True,
+) -> pl.DataFrame:
     """Each member's share of its family total, and ratios of totals of parallel families.
 
     Parallel families vary in the same words (BILL_AMT1..6 and PAY_AMT1..6; day/eve/night
@@ -124,7 +129,7 @@ def add_family_shares(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl
         return pl.when(den != 0).then(num / den).otherwise(None)
 
     exprs = []
-    for name, members in families.items():
+    for name, members in families.items() if shares else ():
         stem = name.removesuffix(" (sum)")
         exprs += [
             ratio(pl.col(m).cast(pl.Float64).fill_null(0.0), pl.col(name)).alias(
@@ -133,7 +138,7 @@ def add_family_shares(frame: pl.DataFrame, families: dict[str, list[str]]) -> pl
             for m in members
         ]
     keys = {name: tuple(_varying(name, m) for m in members) for name, members in families.items()}
-    names = sorted(families)
+    names = sorted(families) if ratios else []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             if keys[a] == keys[b]:

@@ -111,7 +111,7 @@ def run_snapshot(
     x, y, base = prepare(frame, target, positive, id_col, drop)
     # Families come from the training file's header and types only, never from its values.
     families = column_families(x) if snap.family_sums else {}
-    x = derive(x, families, snap.family_shares)
+    x = derive(x, families, snap)
     cols = x.columns
     seed = settings.seed
     n_rows, positive_rate = len(y), float(y.mean())
@@ -125,7 +125,7 @@ def run_snapshot(
         x_te = x_te.select(base).with_columns(
             [pl.col(c).cast(x.schema[c], strict=False) for c in base]
         )
-        x_te = derive(x_te, families, snap.family_shares)
+        x_te = derive(x_te, families, snap)
         both = pl.concat([x, x_te], how="vertical_relaxed")
         y_all = np.concatenate([y, y_te])
         train_idx, test_idx = np.arange(len(y)), np.arange(len(y), len(y_all))
@@ -163,10 +163,12 @@ def run_snapshot(
     return out
 
 
-def derive(x: pl.DataFrame, families: dict[str, list[str]], shares: bool) -> pl.DataFrame:
-    """Family totals, and with `shares` each member's share and ratios of parallel totals."""
+def derive(x: pl.DataFrame, families: dict[str, list[str]], snap) -> pl.DataFrame:
+    """Family totals; as configured, each member's share and ratios of parallel totals."""
     x = add_family_sums(x, families)
-    return add_family_shares(x, families) if shares else x
+    if snap.family_shares or snap.family_ratios:
+        x = add_family_shares(x, families, snap.family_shares, snap.family_ratios)
+    return x
 
 
 def workers_for(settings: Settings, rows: int, jobs: int) -> int:
