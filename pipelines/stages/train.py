@@ -29,7 +29,7 @@ from models.attribution import agreement
 from models.promotion import decide
 from pipelines.stages.features import data_span, load_snapshots
 from pipelines.store.errors import ConfigError, InputError, ShortHistoryError
-from pipelines.store.registry import load_bundle
+from pipelines.store.registry import as_polars, load_bundle
 from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, audit
@@ -71,12 +71,7 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,  # noqa: ARG002
     ) -> np.ndarray:
-        frame = (
-            pl.from_pandas(model_input)
-            if not isinstance(model_input, pl.DataFrame)
-            else model_input
-        )
-        return self.trained.predict(frame)
+        return self.trained.predict(as_polars(model_input))
 
 
 def label_for(settings: Settings, model: str) -> str:
