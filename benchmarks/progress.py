@@ -1,40 +1,20 @@
-"""Progress for the benchmarks: a rich bar on stderr over a run's steps, results on stdout."""
+"""Progress for the benchmarks: the CLI's rich bar on stderr over a run's steps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
+
+from pipelines.cli.common import progress_bar
 
 T = TypeVar("T")
 
 
-def steps(items: Iterable[T], title: str, describe=str) -> Iterator[T]:
-    """Yield `items` under a progress bar that names the step being run and the time so far.
-
-    The bar goes to stderr and is transient, so stdout keeps only the benchmark's result lines.
-    """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
+def steps(items: Iterable[T], title: str, describe: Callable[[T], str] = str) -> Iterator[T]:
+    """Yield `items` under a bar naming the step being run; stdout keeps only result lines."""
     items = list(items)
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[step]}"),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(title, total=len(items), step="")
-        for item in items:
-            bar.update(task, step=describe(item))
+    with progress_bar(title) as tell:
+        for done, item in enumerate(items):
+            tell(describe(item), done, len(items))
             yield item
-            bar.advance(task)
+        tell("", len(items), len(items))
