@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -88,10 +89,10 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
             params={"as_of": as_of, "period": period_days},
         ).pl()
     except duckdb.CatalogException as exc:  # missing tables: say which step to run
+        table = re.search(r'Table with name "?([\w.]+)"? does not exist', str(exc))
+        missing = f" (no table {table.group(1)})" if table else ""
         raise InputError(
-            f"no scores to target for {as_of}: run `churn score --as-of {as_of}` ({exc})".split(
-                "\n"
-            )[0]
+            f"no scores to target for {as_of}: run `churn score --as-of {as_of}`{missing}"
         ) from None
     if frame.is_empty():
         raise InputError(f"no scores for {as_of}: run `churn score --as-of {as_of}` first")
