@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -272,7 +273,8 @@ def train_model(
             settings.seed,
             on_trial=on_trial,
             timeout=cfg.timeout_seconds,
-            show_progress_bar=progress is None,  # the caller draws its own
+            # The CLI draws its own bar; in a log or a pipe, a bar is noise.
+            show_progress_bar=progress is None and sys.stderr.isatty(),
         )
         if settings.executor.kind == "dask" and settings.executor.dask_training:
             from pipelines.stages.train_dask import fit_on_dask
