@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import platform
@@ -115,13 +114,14 @@ def synthetic(n: int, seed: int) -> pl.DataFrame:
 
 
 def quality(settings, trials: int, repeats: int | None = None, only: str = "") -> list[dict]:
+    from pipelines.cli.common import progress_bar
     from pipelines.stages.snapshot import run_snapshot
 
     rows = []
     for name, data, test, target, positive, id_col, task, goal in QUALITY:
         if only and only.lower() not in name.lower():
             continue
-        with progress(name) as tell:
+        with progress_bar(name) as tell:
             r = run_snapshot(
                 settings,
                 DATA / data,
@@ -161,26 +161,6 @@ def quality(settings, trials: int, repeats: int | None = None, only: str = "") -
             f"folds, tree alone {m['tree_roc_auc']:.4f} (aim {goal}) in {r.seconds:.1f} s"
         )
     return rows
-
-
-@contextlib.contextmanager
-def progress(title: str):
-    """A rich progress bar on stderr, gone when done (the printed line stays)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[step]}"),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task(title, total=None, step="")
-    with bar:
-        yield lambda step, done, total: bar.update(task, completed=done, total=total, step=step)
 
 
 def wide(n: int, seed: int) -> pl.DataFrame:
@@ -223,13 +203,14 @@ def wide(n: int, seed: int) -> pl.DataFrame:
 
 def snapshot_speed(settings, rows: int, trials: int, repeats: int) -> dict:
     """`churn snapshot --trials N` on an operator-shaped table of `rows` × 60 columns."""
+    from pipelines.cli.common import progress_bar
     from pipelines.stages.snapshot import run_snapshot, workers_for
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wide.csv"
         frame = wide(rows, 0)
         frame.write_csv(path)
-        with progress(f"snapshot {rows:,} × {frame.width - 1}") as tell:
+        with progress_bar(f"snapshot {rows:,} × {frame.width - 1}") as tell:
             r = run_snapshot(
                 settings, path, "churned", "Yes", trials=trials, repeats=repeats, track=False,
                 progress=tell,
