@@ -226,8 +226,12 @@ def store_snapshots(
     atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
 
 
+def parquet_path(wd: Workdir, d: date) -> Path:
+    return wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+
+
 def write_parquet(wd: Workdir, con: duckdb.DuckDBPyConnection, d: date) -> str:
-    target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+    target = parquet_path(wd, d)
     with atomic_path(target) as tmp:
         # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
         sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
@@ -285,11 +289,22 @@ def reuse_snapshots(
             {"data_end": end},
         )
         assign = ", ".join(f'"{c}" = l."{c}"' for c in labels)
+        moved = " OR ".join(f's."{c}" IS DISTINCT FROM l."{c}"' for c in labels)
+        match = "s.customer_id = l.customer_id AND s.as_of = l.as_of"
         con.execute("BEGIN")
         try:
+            # Only rows whose outcome moved are rewritten, and only their dates' Parquet files:
+            # most past snapshots' labels matured months ago (8 files of 1M rows a cycle).
+            changed = {
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT s.as_of FROM feat.customer_snapshot s JOIN _labels l ON {match}"  # noqa: S608 - config-validated label names
+                    f" WHERE {moved}"
+                ).fetchall()
+            }
             con.execute(
                 f"UPDATE feat.customer_snapshot AS s SET {assign} FROM _labels l"  # noqa: S608 - config-validated label names
-                " WHERE s.customer_id = l.customer_id AND s.as_of = l.as_of"
+                f" WHERE {match} AND ({moved})"
             )
             con.execute("COMMIT")
         except BaseException:
@@ -297,7 +312,10 @@ def reuse_snapshots(
             raise
         wd = Workdir.from_settings(settings)
         for d in keep:
-            report.parquet.append(write_parquet(wd, con, d))
+            path = parquet_path(wd, d)
+            if d in changed or not path.exists():
+                write_parquet(wd, con, d)
+            report.parquet.append(str(path))
         log.info("snapshots %s reused: features unchanged, labels refreshed", keep)
     report.reused = keep
     return [d for d in dates if d not in keep]
