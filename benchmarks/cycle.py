@@ -5,7 +5,10 @@ champions, as last month's cycle would have left them. Then the world advances o
 operator's files land) and the cycle runs in this process with every stage timed and its peak
 RSS sampled: ingest, features, train and promote, score, uplift, target, monitor, evaluate.
 
-    python -m benchmarks.cycle --home DIR [--customers N --months M --trials T]
+    python -m benchmarks.cycle --home DIR --customers N [--months M --trials T]
+
+The work directory needs eight months or more before the new one: with 180-day feature windows
+and the benchmark's 30-day horizon, fewer leave no complete, matured snapshot to train on.
 """
 
 from __future__ import annotations
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--customers", type=int, required=True)
-    parser.add_argument("--months", type=int, default=6)
+    parser.add_argument("--months", type=int, default=8)
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args(argv)
     result = run_cycle(args.home, args.customers, args.months, args.trials)

@@ -16,7 +16,7 @@ def overrides(customers: int, months: int, trials: int) -> dict:
     """The benchmark's configuration on top of the defaults (the cycle writes it to YAML)."""
     return {
         "simulator": {"customers": customers, "months": months},
-        # six months of history: a 30-day horizon leaves matured labels to train on
+        # a 30-day horizon: eight months leave complete, matured snapshots to train and validate
         "models": {"trials": trials, "horizon_days": 30},
     }
 
