@@ -316,7 +316,12 @@ def reuse_snapshots(
             if d in changed or not path.exists():
                 write_parquet(wd, con, d)
             report.parquet.append(str(path))
-        log.info("snapshots %s reused: features unchanged, labels refreshed", keep)
+        log.info(
+            "%d snapshot(s) %s .. %s reused: features unchanged, labels refreshed",
+            len(keep),
+            min(keep),
+            max(keep),
+        )
     report.reused = keep
     return [d for d in dates if d not in keep]
 
