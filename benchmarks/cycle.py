@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -151,6 +152,8 @@ def run_cycle(home: Path, customers: int, months: int, trials: int) -> dict:
                     rec["built"] = [str(d) for d in result.as_of_dates if d not in result.reused]
                     rec["reused"] = [str(d) for d in result.reused]
                 stages.append(rec)
+                # As it happens, so a cycle stopped part-way still says where its time went.
+                print(json.dumps(rec), file=sys.stderr, flush=True)
                 return result
 
             return wrapper
