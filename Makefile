@@ -23,7 +23,7 @@ demo: setup ## run the main job end to end on the embedded synthetic operator
 	$(UV) run --frozen churn demo
 
 test: setup browser ## run the test suite (what CI runs)
-	$(UV) run --frozen pytest -q -m "not slow"
+	$(UV) run --frozen pytest -q -m "not slow" --durations=20
 
 test-all: setup browser ## run every test, slow ones included
 	$(UV) run --frozen pytest -q

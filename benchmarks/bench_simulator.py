@@ -11,6 +11,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.progress import steps
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 CHILD = """
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "runs": [],
     }
-    for n in args.customers:
+    for n in steps(args.customers, "simulating", lambda n: f"{n:,} customers"):
         with tempfile.TemporaryDirectory() as tmp:
             proc = subprocess.run(
                 [sys.executable, "-c", CHILD, tmp, str(n), str(args.months)],

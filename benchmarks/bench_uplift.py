@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from benchmarks.progress import steps
 from models.uplift import LEARNERS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,7 +76,7 @@ def main() -> None:
         f"average effect {data.y[data.treated == 1].mean() - data.y[data.treated == 0].mean():.4f}; "
         f"{args.seeds} stratified 70/30 splits (seeds 0..{args.seeds - 1}), mean ± sd."
     )
-    for name in args.learners.split(","):
+    for name in steps(args.learners.split(","), "uplift learners"):
         started = time.perf_counter()
         ev = evaluate(data, name, seeds=args.seeds, bag=name == "auto")
         m = ev.metrics()

@@ -379,6 +379,15 @@ class MonitoringConfig(Section):
     gate: DriftGate = DriftGate()
     calibration: CalibrationWatchConfig = CalibrationWatchConfig()
     max_reference_rows: int = 20_000
+    # Evidently picks its test by sample size (chi-square / K-S up to 1,000 rows, distances
+    # above), so a verdict would change method with the base; chi-square also divides by zero
+    # when a count feature takes a value the reference never had. One method at every size.
+    drift_method_numeric: str = Field(
+        "wasserstein", description="Evidently stattest for numeric features (normed distance)."
+    )
+    drift_method_categorical: str = Field(
+        "jensenshannon", description="Evidently stattest for categorical features."
+    )
     reference: Literal["validation", "training"] = Field(
         "validation",
         description="Champion's out-of-time validation snapshot (out-of-sample predictions) "

@@ -222,6 +222,8 @@ def overview_page() -> None:
     )
     if manifest:
         st.subheader(f"Latest retention list · {manifest.get('list_id', '')}")
+        if manifest.get("held"):
+            st.warning(f"Held for review, nothing sent to marketing: {manifest['held']}")
         c = st.columns(5)
         c[0].metric("Latest list size", f"{manifest.get('customers', 0):,}")
         c[1].metric(
@@ -270,9 +272,17 @@ def list_page() -> None:
         raise NoData(EMPTY_HINT + " (no retention list published)")
     labels = {
         r["list_id"]: f"{r['list_id']} · as of {r['as_of']} · {r['customers']:,} customers"
+        + (" · HELD" if r["held"] else "")
         for r in ids.iter_rows(named=True)
     }
     list_id = st.selectbox("List", list(labels), format_func=labels.get, key="list_id")
+    held = ids.filter(pl.col("list_id") == list_id)["held"][0]
+    if held:
+        st.warning(
+            f"Held for review: {held}. Nothing from this list goes to marketing, so it offers no"
+            " download. To publish, re-run `churn target` with"
+            " `monitoring.calibration.action: recalibrate` or after retraining on the new month."
+        )
     frame = load_list(str(HOME), list_id)
     c = st.columns(4)
     filters = {
@@ -309,6 +319,8 @@ def list_page() -> None:
     st.caption(
         "Customers are shown by their masked key; internal customer ids never leave the warehouse here."
     )
+    if held:
+        return
     contacts = f"{(~shown['control_flag']).sum():,} customers to contact (the control group is never exported here)"
     c = st.columns([1, 1, 4])
     c[0].download_button(

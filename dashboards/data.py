@@ -155,13 +155,20 @@ LIST_COLUMNS = (
 
 
 def list_ids(home: str | Path) -> pl.DataFrame:
-    """Published lists, newest first: list_id, as_of, customers."""
+    """Stored lists, newest first: list_id, as_of, customers, and why a list is held (or null)."""
     with connect(home) as con:
-        _require(con, "retention.retention_lists")
+        have = _require(con, "retention.retention_lists")
+        # A held list is stored for review; the reason lives in its manifest.
+        held = (
+            "(SELECT json_extract_string(m.manifest_json, '$.held')"
+            " FROM retention.list_manifest m WHERE m.list_id = l.list_id LIMIT 1)"
+            if "retention.list_manifest" in have
+            else "NULL::VARCHAR"
+        )
         return _frame(
             con,
-            "SELECT list_id, as_of, count(*) AS customers FROM retention.retention_lists"
-            " GROUP BY 1, 2 ORDER BY as_of DESC, list_id DESC",
+            f"SELECT list_id, as_of, count(*) AS customers, {held} AS held"  # noqa: S608 - fixed fragment
+            " FROM retention.retention_lists l GROUP BY 1, 2 ORDER BY as_of DESC, list_id DESC",
         )
 
 

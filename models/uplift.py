@@ -306,6 +306,23 @@ def fit_uplift(
     return UpliftModel(control_model, treated_model, offers)
 
 
+def fit_campaign_uplift(
+    rows: pl.DataFrame, columns: list[str], seed: int = 0, learner: str = "relative"
+) -> UpliftModel | PerOfferUplift:
+    """`fit_uplift` on campaign rows that carry `treated` and `churned` (the monthly loop's shape)."""
+    treated = rows.filter(pl.col("treated"))
+    control = rows.filter(~pl.col("treated"))
+    return fit_uplift(
+        treated,
+        treated["churned"].to_numpy().astype(float),
+        control,
+        control["churned"].to_numpy().astype(float),
+        columns,
+        seed=seed,
+        learner=learner,
+    )
+
+
 def qini_coefficient(churned: np.ndarray, treated: np.ndarray, score: np.ndarray) -> float:
     """Normalised Qini of ranking by `score` for keeping customers (scikit-uplift's definition).
 

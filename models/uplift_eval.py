@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from models import uplift_metrics as um
-from models.uplift import LEARNERS, OFFER_COLUMN, fit_uplift
+from models.uplift import LEARNERS, OFFER_COLUMN, fit_campaign_uplift, fit_uplift
 
 TREATMENT = "treatment"  # the one offer of a campaign table
 TOP_SHARE = 0.3
@@ -261,18 +261,8 @@ def choose_campaign_learner(
             t = valid["treated"].to_numpy()
             if t.all() or not t.any():
                 continue
-            treated = fit_rows.filter(pl.col("treated"))
-            control = fit_rows.filter(~pl.col("treated"))
             try:
-                model = fit_uplift(
-                    treated,
-                    treated["churned"].to_numpy().astype(float),
-                    control,
-                    control["churned"].to_numpy().astype(float),
-                    columns,
-                    seed=seed + k,
-                    learner=learner,
-                )
+                model = fit_campaign_uplift(fit_rows, columns, seed=seed + k, learner=learner)
             except ValueError:
                 qs.append(-np.inf)
                 continue

@@ -320,3 +320,27 @@ def test_cli_dashboard_runs_streamlit_on_the_work_directory(tmp_path, monkeypatc
     assert cmd[cmd.index("--server.headless") + 1] == "true"
     assert cmd[-2:] == ["--home", str((tmp_path / "h").resolve())]
     assert "empty state" in result.output
+
+
+def test_held_list_shows_its_reason_and_offers_no_download(dash_home, tmp_path, monkeypatch):
+    """A list held by the calibration watch reaches marketing neither from files nor the cockpit."""
+    import duckdb
+
+    home = tmp_path / "held"
+    shutil.copytree(dash_home, home)
+    reason = "list held for review: mean churn score 0.40 is 6.7× the trailing realised rate 0.06"
+    ((latest,),) = query(
+        home, "SELECT list_id FROM retention.retention_lists ORDER BY as_of DESC LIMIT 1"
+    )
+    with duckdb.connect(str(data.warehouse_path(home))) as con:
+        con.execute(
+            "UPDATE retention.list_manifest SET manifest_json ="
+            " json_merge_patch(manifest_json, json_object('held', ?)) WHERE list_id = ?",
+            [reason, latest],
+        )
+    at = open_page(home, "retention-list", monkeypatch)
+    assert at.selectbox(key="list_id").value == latest
+    assert any(reason in w.value for w in at.warning)
+    assert not list(at.download_button)
+    at = open_page(home, "overview", monkeypatch)
+    assert any(reason in w.value for w in at.warning)

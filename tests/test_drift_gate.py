@@ -40,27 +40,41 @@ def test_retrain_reasons_name_every_trigger():
 
 
 def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
+    import warnings
+
     import numpy as np
     import polars as pl
 
+    from configs.schema import MonitoringConfig
     from models.drift import feature_drift as _feature_drift
     from pipelines.stages.monitor import _evidently
 
+    cfg = MonitoringConfig()
     rng = np.random.default_rng(0)
     ref = pl.DataFrame({f"f{i}": rng.normal(0, 1, 600) for i in range(6)}).with_columns(
-        pl.Series("segment", rng.choice(["a", "b"], 600))
+        pl.Series("segment", rng.choice(["a", "b"], 600)),
+        # A count with few values, as complaints or open tickets are.
+        pl.Series("tickets", rng.poisson(0.3, 600).clip(0, 2)),
     )
     cur = ref.sample(600, seed=1, with_replacement=True).with_columns(
         pl.col("f0") + 2.0, pl.col("f1") * 3
     )
-    result, paths = _evidently(ref, cur, tmp_path, "2025-01-31")
+    # A count value the reference never saw: chi-square (Evidently's pick for a few-valued
+    # column under 1,000 rows) divided by zero and printed scipy's warning to the user.
+    cur = cur.with_columns(
+        pl.when(pl.int_range(600) < 5).then(7).otherwise("tickets").alias("tickets")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result, paths = _evidently(ref, cur, tmp_path, "2025-01-31", cfg)
     share, rows = _feature_drift(result)
+    assert {r["method"] for r in rows} == {"wasserstein", "jensenshannon"}
     drifted = {r["feature"] for r in rows if r["drifted"]}
     assert {"f0", "f1"} <= drifted and "f3" not in drifted
-    assert share == pytest.approx(len(drifted) / 7)
+    assert share == pytest.approx(len(drifted) / 8)
     assert all(p.endswith(".html") for p in paths)
     same, _ = _feature_drift(
-        _evidently(ref, ref.sample(600, seed=2, with_replacement=True), tmp_path, "x")[0]
+        _evidently(ref, ref.sample(600, seed=2, with_replacement=True), tmp_path, "x", cfg)[0]
     )
     assert same < 0.3
 

@@ -342,3 +342,41 @@ def test_mlflow_store_killed_while_being_created_is_built_again_whole(tmp_path):
     assert client.get_experiment(experiment_id).name == settings.tracking.experiment
     tables = {r[0] for r in sqlite3.connect(store).execute("SELECT name FROM sqlite_master")}
     assert {"experiments", "runs", "registered_models", "model_versions"} <= tables
+
+
+def test_list_folder_killed_mid_export_keeps_the_old_files_and_leaves_nothing_behind(tmp_path):
+    """SIGKILL between a list's contact file and its manifest: marketing still sees the previous
+    complete folder, and the next export leaves no staging debris beside the new one."""
+    folder = tmp_path / "lists" / "L1"
+    folder.mkdir(parents=True)
+    (folder / "retention_list.csv").write_text("old\n")
+    (folder / "manifest.json").write_text("{}")
+    code = (
+        "import sys, time; from pathlib import Path\n"
+        "from pipelines.store.workdir import atomic_folder\n"
+        f"with atomic_folder(Path({str(folder)!r})) as staging:\n"
+        "    (staging / 'retention_list.csv').write_text('new\\n')\n"
+        "    print('written', flush=True); time.sleep(60)\n"
+        "    (staging / 'manifest.json').write_text('{}')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "written"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (folder / "retention_list.csv").read_text() == "old\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "retention_list.csv"]
+
+    from pipelines.store.workdir import atomic_folder
+
+    with pytest.raises(RuntimeError), atomic_folder(folder) as staging:
+        (staging / "retention_list.csv").write_text("broken\n")
+        raise RuntimeError("export failed")
+    assert (folder / "retention_list.csv").read_text() == "old\n"
+    with atomic_folder(folder) as staging:
+        (staging / "retention_list.csv").write_text("new\n")
+    assert (folder / "retention_list.csv").read_text() == "new\n"
+    assert not (folder / "manifest.json").exists()  # the new folder replaces the old whole
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["L1"]
+    assert folder.stat().st_mode & 0o777 == 0o700

@@ -127,14 +127,17 @@ def progress_bar(title: str) -> Iterator[Callable[[str, int, int], None]]:
         TimeElapsedColumn,
     )
 
+    console = Console(stderr=True)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[step]}"),
-        console=Console(stderr=True),
+        console=console,
         transient=True,  # the summary line replaces it
+        # Piped to a log or a file, a bar is noise (a blank line where it stood): leave it out.
+        disable=not console.is_terminal,
     )
     task = bar.add_task(title, total=None, step="")
 

@@ -290,7 +290,12 @@ def reuse_snapshots(
         wd = Workdir.from_settings(settings)
         for d in keep:
             report.parquet.append(write_parquet(wd, con, d))
-        log.info("snapshots %s reused: features unchanged, labels refreshed", keep)
+        log.info(
+            "%d snapshot(s) %s .. %s reused: features unchanged, labels refreshed",
+            len(keep),
+            min(keep),
+            max(keep),
+        )
     report.reused = keep
     return [d for d in dates if d not in keep]
 

@@ -13,7 +13,7 @@ import polars as pl
 from scipy.stats import wasserstein_distance
 
 from configs.contracts import CHURN_MODEL
-from configs.schema import Settings
+from configs.schema import MonitoringConfig, Settings
 from models import metrics
 from models.drift import excluded, feature_drift, reference_dates
 from models.drift_gate import DriftMetrics, decide
@@ -42,12 +42,17 @@ class MonitorReport:
     seconds: float = 0.0
 
 
-def _evidently(reference: pl.DataFrame, current: pl.DataFrame, folder, as_of: date):
+def _evidently(
+    reference: pl.DataFrame, current: pl.DataFrame, folder, as_of: date, cfg: MonitoringConfig
+):
     from evidently import Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     ref, cur = reference.to_pandas(), current.to_pandas()
-    drift = Report([DataDriftPreset()]).run(cur, ref)
+    preset = DataDriftPreset(
+        num_method=cfg.drift_method_numeric, cat_method=cfg.drift_method_categorical
+    )
+    drift = Report([preset]).run(cur, ref)
     quality = Report([DataSummaryPreset()]).run(cur, ref)
     paths = []
     for name, snap in (("drift", drift), ("quality", quality)):
@@ -89,7 +94,9 @@ def monitor(
         and cur[c].null_count() < cur.height
         and not excluded(c, settings.monitoring.exclude_features)
     ]
-    result, paths = _evidently(ref.select(usable), cur.select(usable), wd.reports, as_of)
+    result, paths = _evidently(
+        ref.select(usable), cur.select(usable), wd.reports, as_of, settings.monitoring
+    )
     share, per_feature = feature_drift(result)
     # The validation reference is out-of-sample for the champion, like the current month;
     # in-sample training predictions are sharper and would read as drift on their own.

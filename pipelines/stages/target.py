@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,7 +25,7 @@ from pipelines.store.warehouse import LIST_DDL, connect
 from pipelines.store.workdir import (
     OWNER_ONLY,
     Workdir,
-    atomic_path,
+    atomic_folder,
     atomic_write_text,
     audit,
     mask_salt,
@@ -102,10 +103,10 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
             params={"as_of": as_of, "period": period_days},
         ).pl()
     except duckdb.CatalogException as exc:  # missing tables: say which step to run
+        table = re.search(r'Table with name "?([\w.]+)"? does not exist', str(exc))
+        missing = f" (no table {table.group(1)})" if table else ""
         raise InputError(
-            f"no scores to target for {as_of}: run `churn score --as-of {as_of}` ({exc})".split(
-                "\n"
-            )[0]
+            f"no scores to target for {as_of}: run `churn score --as-of {as_of}`{missing}"
         ) from None
     if frame.is_empty():
         raise InputError(f"no scores for {as_of}: run `churn score --as-of {as_of}` first")
@@ -432,8 +433,6 @@ def export_list(
         folder = wd.lists / safe_name(manifest["list_id"], "list id")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
     out = rl.drop("customer_id") if reveal_reason is None else rl
     if reveal_reason is not None:
         audit(
@@ -451,22 +450,26 @@ def export_list(
         "control_group": control_rows(out),
     }
     paths = {}
-    # A held list is stored for review; marketing receives nothing until it is released.
-    for name, frame in {} if manifest.get("held") else files.items():
-        for kind in ("parquet", "csv") if name == "control_group" else ("parquet", "csv", "xlsx"):
-            target = folder / f"{name}.{kind}"
-            with atomic_path(target, OWNER_ONLY) as tmp:
+    # The list's files appear together or not at all: a run killed mid-export leaves the
+    # previous folder (or none), never a contact file without its manifest.
+    with atomic_folder(folder) as staging:
+        # A held list is stored for review; marketing receives nothing until it is released.
+        for name, frame in {} if manifest.get("held") else files.items():
+            kinds = ("parquet", "csv") if name == "control_group" else ("parquet", "csv", "xlsx")
+            for kind in kinds:
+                target = staging / f"{name}.{kind}"
                 if kind == "parquet":
-                    frame.write_parquet(tmp)
+                    frame.write_parquet(target)
                 elif kind == "csv":
-                    neutralise(frame).write_csv(tmp)
+                    neutralise(frame).write_csv(target)
                 else:
-                    neutralise(frame).write_excel(tmp, worksheet="retention list", autofit=True)
-            paths[kind if name == "retention_list" else f"control_{kind}"] = str(target)
-    atomic_write_text(
-        folder / "manifest.json", json.dumps(manifest, indent=2, default=str), mode=OWNER_ONLY
-    )
-    paths["manifest"] = str(folder / "manifest.json")
+                    neutralise(frame).write_excel(target, worksheet="retention list", autofit=True)
+                os.chmod(target, OWNER_ONLY)
+                key = kind if name == "retention_list" else f"control_{kind}"
+                paths[key] = str(folder / target.name)
+        manifest_text = json.dumps(manifest, indent=2, default=str)
+        atomic_write_text(staging / "manifest.json", manifest_text, mode=OWNER_ONLY)
+        paths["manifest"] = str(folder / "manifest.json")
     return paths
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from models.attribution import agreement
 from models.promotion import decide
 from pipelines.stages.features import data_span, load_snapshots
 from pipelines.store.errors import ConfigError, InputError, ShortHistoryError
-from pipelines.store.registry import load_bundle
+from pipelines.store.registry import as_polars, load_bundle
 from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, audit
@@ -71,12 +72,7 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,  # noqa: ARG002
     ) -> np.ndarray:
-        frame = (
-            pl.from_pandas(model_input)
-            if not isinstance(model_input, pl.DataFrame)
-            else model_input
-        )
-        return self.trained.predict(frame)
+        return self.trained.predict(as_polars(model_input))
 
 
 def label_for(settings: Settings, model: str) -> str:
@@ -277,7 +273,8 @@ def train_model(
             settings.seed,
             on_trial=on_trial,
             timeout=cfg.timeout_seconds,
-            show_progress_bar=progress is None,  # the caller draws its own
+            # The CLI draws its own bar; in a log or a pipe, a bar is noise.
+            show_progress_bar=progress is None and sys.stderr.isatty(),
         )
         if settings.executor.kind == "dask" and settings.executor.dask_training:
             from pipelines.stages.train_dask import fit_on_dask

@@ -22,16 +22,31 @@ log = logging.getLogger(__name__)
 def _on_cluster(client, matrix: pd.DataFrame, y: np.ndarray, rows: list[np.ndarray]):
     """The model matrix as a Dask DataFrame and label Series, one partition per customer hash."""
     import dask.dataframe as dd
+    from distributed import wait
 
     # Round robin over the workers, so each one holds a share and becomes a LightGBM machine.
+    # Each partition is persisted pinned to its worker: `from_delayed` partitions are "data
+    # producer" tasks, which the scheduler places by load and not by where their data lives,
+    # so unpinned they could all land on one worker and LightGBM would train on one machine.
     workers = sorted(client.scheduler_info()["workers"])
+    meta_y = pd.Series(np.empty(0, dtype=y.dtype), name="label")
     xs, ys = [], []
     for k, r in enumerate(rows):
         on = [workers[k % len(workers)]]
-        xs.append(client.scatter(matrix.iloc[r], workers=on))
-        ys.append(client.scatter(pd.Series(y[r], index=matrix.index[r], name="label"), workers=on))
-    meta_y = pd.Series(np.empty(0, dtype=y.dtype), name="label")
-    return dd.from_delayed(xs, meta=matrix.iloc[:0]), dd.from_delayed(ys, meta=meta_y)
+        part_x = client.scatter(matrix.iloc[r], workers=on)
+        part_y = client.scatter(pd.Series(y[r], index=matrix.index[r], name="label"), workers=on)
+        x, label = client.persist(
+            [
+                dd.from_delayed([part_x], meta=matrix.iloc[:0]),
+                dd.from_delayed([part_y], meta=meta_y),
+            ],
+            workers=on,
+            allow_other_workers=False,
+        )
+        xs.append(x)
+        ys.append(label)
+    wait(xs + ys)
+    return dd.concat(xs), dd.concat(ys)
 
 
 def fit_on_dask(

@@ -23,14 +23,15 @@ from models.uplift import (
     OFFER_COLUMN,
     PerOfferUplift,
     UpliftModel,
+    fit_campaign_uplift,
     fit_risk,
-    fit_uplift,
     qini_coefficient,
     uplift_gate,
 )
 from models.uplift_eval import choose_campaign_learner
 from models.uplift_holdout import mark_held_out, split_held_out
 from pipelines.stages.features import load_snapshots
+from pipelines.store.registry import as_polars
 from pipelines.store.tracking import alias_missing, experiment_client, git_commit, register_version
 from pipelines.store.warehouse import connect
 from pipelines.store.workdir import Workdir, mask_salt
@@ -71,10 +72,7 @@ class UpliftBundle(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,  # noqa: ARG002
     ) -> pd.DataFrame:
-        frame = (
-            model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
-        )
-        return self.model.uplift_columns(frame).to_pandas()
+        return self.model.uplift_columns(as_polars(model_input)).to_pandas()
 
 
 def campaign_rows(settings: Settings, as_of: date | None = None) -> pl.DataFrame:
@@ -167,7 +165,6 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         return UpliftResult(False, why, seconds=round(time.perf_counter() - started, 2))
     columns = feature_columns([c for c in frame.columns if c not in EXTRA_COLUMNS])
     train, hold = split_held_out(frame)
-    treated = train.filter(pl.col("treated"))
     control = train.filter(~pl.col("treated"))
 
     inner: dict[str, float] = {}
@@ -176,15 +173,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         learner, inner = choose_campaign_learner(train, columns, seed=settings.seed)
 
     try:
-        model = fit_uplift(
-            treated,
-            treated["churned"].to_numpy().astype(float),
-            control,
-            control["churned"].to_numpy().astype(float),
-            columns,
-            seed=settings.seed,
-            learner=learner,
-        )
+        model = fit_campaign_uplift(train, columns, seed=settings.seed, learner=learner)
         # Ranking by risk is what uplift must beat: churn without contact, learned from controls.
         risk = (
             model.control
@@ -203,7 +192,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         qini_risk = qini_coefficient(y, t, risk.predict(hold))
     lists = sorted(set(map(str, listed["as_of"].unique().to_list())))
     rows = {
-        "treated": treated.height,
+        "treated": train.height - control.height,
         "control": control.height,
         "control_on_lists": int(control["listed"].sum()),
         "held_out": hold.height,

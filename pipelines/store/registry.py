@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
+import polars as pl
 
 from configs.contracts import CHURN_MODEL, CREDIT_MODEL
 from configs.schema import Settings
@@ -10,6 +12,11 @@ from models import lgbm
 from pipelines.store.errors import InputError
 from pipelines.store.tracking import alias_missing, experiment_client
 from pipelines.store.workdir import Workdir
+
+
+def as_polars(model_input: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
+    """A registered model's input as polars: scoring passes polars, MLflow serving pandas."""
+    return model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
 
 
 def load_bundle(settings: Settings, name: str, alias: str) -> tuple[lgbm.TrainedModel, str]:

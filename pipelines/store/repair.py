@@ -10,9 +10,11 @@ recorded revision create, and alembic's batch-mode scratch tables.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,22 +96,24 @@ def heals_itself(
 ) -> str | None:
     """Run the package's migrations on a copy of the store as it is: None if they reach the
     head (the next start finishes the killed migration by itself), else their last error line."""
-    import os
-    import subprocess
-
     trial = state.db.with_name(state.db.name + ".doctor-trial")
     shutil.copy2(state.db, trial)
     try:
-        ran = subprocess.run(
-            [part.replace("{db}", str(trial)) for part in migrate],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            timeout=600,
-        )
+        ran = _migrate(migrate, trial, env)
     finally:
         trial.unlink(missing_ok=True)
     return None if ran.returncode == 0 else _last_line(ran.stderr)
+
+
+def _migrate(migrate: list[str], db: Path, env: dict[str, str] | None):
+    """Run the package's own migration command (`{db}` in it is the store's path) on `db`."""
+    return subprocess.run(
+        [part.replace("{db}", str(db)) for part in migrate],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def repair(state: MigrationState, migrate: list[str], env: dict[str, str] | None = None) -> str:
@@ -120,9 +124,6 @@ def repair(state: MigrationState, migrate: list[str], env: dict[str, str] | None
     replaces the store. If not (a killed migration had also altered a table in place), the store
     is moved aside and the next start builds a new one. Returns what was done.
     """
-    import os
-    import subprocess
-
     backup = state.db.with_name(state.db.name + ".before-repair")
     trial = state.db.with_name(state.db.name + ".repair-trial")
     shutil.copy2(state.db, backup)
@@ -135,13 +136,7 @@ def repair(state: MigrationState, migrate: list[str], env: dict[str, str] | None
         con.commit()
     finally:
         con.close()
-    ran = subprocess.run(
-        [part.replace("{db}", str(trial)) for part in migrate],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
+    ran = _migrate(migrate, trial, env)
     if ran.returncode == 0:
         os.replace(trial, state.db)
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,6 +110,32 @@ def atomic_path(target: Path, mode: int | None = None) -> Iterator[Path]:
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, mode: int = 0o700) -> Iterator[Path]:
+    """Yield a fresh staging folder beside `target`; swap it in only if the block succeeds.
+
+    A reader sees the old folder or the whole new one, never some files of each. Leftovers of
+    a run killed mid-write (a staging or set-aside folder) are removed on the next attempt.
+    """
+    staging = target.with_name(f".{target.name}.staging")
+    aside = target.with_name(f".{target.name}.old")
+    for leftover in (staging, aside):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir(parents=True, mode=mode)
+    os.chmod(staging, mode)  # mkdir's mode is masked by the umask
+    try:
+        yield staging
+        if target.exists():
+            os.replace(target, aside)
+        os.replace(staging, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if aside.exists() and not target.exists():
+            os.replace(aside, target)
         raise
 
 
