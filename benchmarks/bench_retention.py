@@ -16,9 +16,14 @@ What each strategy knows:
 - random, top_risk: the policy's own choice of offer and channel; random order / churn score order,
   contacting as many customers as the policy does (cheap channels make the budget alone no limit:
   without a volume both would contact every eligible customer and tie);
-- policy: the churn score × configured acceptance, channel reach and persuasion (prior);
+- policy: the churn score × configured acceptance (calibrated by the campaigns' observed take-up),
+  channel reach and persuasion, and the configured response prior (share of risk a take-up
+  removes, backfire);
 - policy_realisation: the same, scaled per offer by what evaluated campaigns' controls showed;
-- policy_uplift: the uplift model's estimates, scaled to each channel;
+- policy_uplift: what the product does with the uplift model (`churn target`): rank by its
+  estimates, scaled to each channel, when it passed the champion gate (held-out Qini above risk
+  ranking's), otherwise policy_realisation;
+- uplift_challenger: rank by the uplift model's estimates whether or not it passed the gate;
 - ceiling_observable: the exact Bayes policy from the customer's true hazard and contact-time
   state (not their latent responsiveness, not the drawn intents);
 - ceiling_intents: the same, knowing which customers have already decided to leave this month;
@@ -48,7 +53,8 @@ STRATEGIES = (
     ("top_risk", "churn score order, the policy's offer and channel"),
     ("policy", "policy: churn score × configured acceptance and channel factors"),
     ("policy_realisation", "policy + campaign realisation per offer"),
-    ("policy_uplift", "policy + uplift model"),
+    ("policy_uplift", "policy + uplift model where it is champion (the product)"),
+    ("uplift_challenger", "policy + uplift model, gate or not"),
     ("ceiling_observable", "exact Bayes from true hazard and state (no latent, no intents)"),
     ("ceiling_intents", "exact Bayes from true hazard, state and drawn intents (no latent)"),
     ("oracle", "knows latent responsiveness and drawn intents"),
@@ -69,6 +75,7 @@ def run_campaign_history(
     learning_share: float,
     learning_budget: float,
     campaigns: int,
+    learning_capacity: int | None = None,
 ) -> date:
     """Simulate, run learning campaigns played forward, wait until they mature; final as-of."""
     from pipelines.stages.evaluate import evaluate_list
@@ -92,13 +99,27 @@ def run_campaign_history(
         promote(settings, model)
     lists = []
     # Learning campaigns: a larger randomised control group than routine lists carry.
+    # A test cell through the reference channel, which may be staffed beyond its routine
+    # capacity, as an operator does for a planned experiment.
+    ret = settings.retention
+    channel = ret.uplift.reference_channel
+    channels = dict(ret.channels)
+    if learning_capacity is not None:
+        channels[channel] = channels[channel].model_copy(update={"capacity": learning_capacity})
     learning = settings.model_copy(
-        update={"retention": settings.retention.model_copy(update={"control_share": control_share})}
+        update={
+            "retention": ret.model_copy(
+                update={
+                    "control_share": control_share,
+                    "channels": channels,
+                }
+            )
+        }
     )
     last = as_of
     for k in range(campaigns):
         score_customers(settings, as_of)
-        if learning_share > 0:
+        if learning_share == "power" or learning_share > 0:
             r = build_retention_list(
                 learning, as_of, learning_budget, learning_share=learning_share
             )
@@ -201,12 +222,12 @@ def wide(frame: pl.DataFrame, offers: list[str], channels: list[str]) -> pl.Data
     return out
 
 
-def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: int):
+def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: int, champion: bool):
     """Each strategy's ranked contacts, all through the same eligibility and channel capacities.
 
     Strategies rank with an unlimited budget; `within_budget` then applies the one budget.
     """
-    from pipelines.stages.target import offer_realisation
+    from pipelines.stages.target import offer_realisation, offer_takeup
     from pipelines.stages.uplift import with_uplift
     from pipelines.store.warehouse import connect
     from pipelines.store.workdir import Workdir
@@ -217,9 +238,18 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     channels = list(cfg.channels)
     out: dict[str, pl.DataFrame] = {}
 
+    con = connect(Workdir.from_settings(settings), read_only=True)
+    try:
+        realised = offer_realisation(con, settings, as_of)
+        takeup = offer_takeup(con, settings, as_of)
+    finally:
+        con.close()
+    print(f"campaign realisation per offer: {realised}")
+    print(f"campaign take-up per offer × channel: {takeup}")
+
     def ranked(frame: pl.DataFrame, key: str, realised=None, **update) -> pl.DataFrame:
         c = cfg.model_copy(update=update) if update else cfg
-        return decide(frame, c, as_of, key, seed, UNLIMITED, realised).retention_list
+        return decide(frame, c, as_of, key, seed, UNLIMITED, realised, takeup).retention_list
 
     out["policy"] = ranked(cands, "policy")
     unconstrained = ranked(cands, "all", min_expected_value=-1e9)
@@ -227,18 +257,15 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     out["random"] = unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))
     out["random"] = out["random"].sort("_o").drop("_o")
     out["top_risk"] = unconstrained.sort("churn_probability", descending=True, maintain_order=True)
-    con = connect(Workdir.from_settings(settings), read_only=True)
-    try:
-        realised = offer_realisation(con, settings, as_of)
-    finally:
-        con.close()
-    print(f"campaign realisation per offer: {realised}")
     out["policy_realisation"] = ranked(cands, "policy_realisation", realised)
     # The latest uplift model, champion or not: the table shows what ranking by it is worth.
     with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
     if version is None:
         raise RuntimeError("no uplift model: the campaign history was too thin")
-    out["policy_uplift"] = ranked(with_est, "policy_uplift")
+    out["uplift_challenger"] = ranked(with_est, "uplift_challenger")
+    out["policy_uplift"] = (
+        ranked(with_est, "policy_uplift") if champion else out["policy_realisation"]
+    )
     for key, knows in (
         ("ceiling_observable", "observable"),
         ("ceiling_intents", "intents"),
@@ -303,6 +330,10 @@ def one_world(args, seed: int, home: Path) -> dict:
     }
     if args.budget is not None:
         overrides["retention"]["budget"] = args.budget
+    if args.learning_channel is not None:  # the uplift estimates then refer to it
+        overrides["retention"]["uplift"]["reference_channel"] = args.learning_channel
+    if args.uplift_learner is not None:
+        overrides["retention"]["uplift"]["learner"] = args.uplift_learner
     settings = load_settings(home=home, environ={}, overrides=overrides)
     marker = home / "bench_as_of.txt"
     if marker.exists():
@@ -318,6 +349,7 @@ def one_world(args, seed: int, home: Path) -> dict:
             args.learning_share,
             args.learning_budget,
             args.campaigns,
+            args.learning_capacity,
         )
         marker.write_text(str(as_of))
     up = train_uplift(settings, as_of)
@@ -328,7 +360,7 @@ def one_world(args, seed: int, home: Path) -> dict:
         k: true_uplift(settings.home, as_of, horizon_days=args.horizon_days, knows=k)
         for k in ("oracle", "intents", "observable")
     }
-    ranked, version, with_est = strategies(settings, as_of, cands, truths, seed)
+    ranked, version, with_est = strategies(settings, as_of, cands, truths, seed, up.champion)
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
         listed = set(
@@ -355,6 +387,8 @@ def one_world(args, seed: int, home: Path) -> dict:
         "budget": budget,
         "uplift": {
             "version": version,
+            "champion": up.champion,
+            "learner": up.learner,
             "qini": up.qini,
             "qini_rank_by_risk": up.qini_by_risk,
             "rows": up.rows,
@@ -408,10 +442,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--learning-share",
-        type=float,
+        type=lambda v: v if v == "power" else float(v),
         default=0.3,
         help="share of eligible customers on each learning campaign, with random offers "
-        "(0: the policy's own lists instead)",
+        "(0: the policy's own lists instead; power: sized by the power calculation)",
+    )
+    parser.add_argument(
+        "--learning-channel",
+        default=None,
+        help="channel of the learning campaigns (default: retention.uplift.reference_channel)",
+    )
+    parser.add_argument(
+        "--learning-capacity",
+        type=int,
+        default=None,
+        help="capacity of the learning channel in learning campaigns (default: the config's)",
     )
     parser.add_argument(
         "--learning-budget", type=float, default=60_000.0, help="budget of each learning campaign"
@@ -427,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="keep each world's history under here (seed_<n>) and reuse it when it exists",
+    )
+    parser.add_argument(
+        "--uplift-learner",
+        default=None,
+        help="retention.uplift.learner for this run (default: the config's, auto = inner CV over "
+        "every learner, the slowest)",
     )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the summary here")
     args = parser.parse_args(argv)
@@ -458,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         "history_control_share": args.history_control_share,
         "learning_share": args.learning_share,
         "learning_budget": args.learning_budget,
+        "learning_channel": args.learning_channel,
+        "learning_capacity": args.learning_capacity,
+        "uplift_learner": args.uplift_learner,
         "worlds": worlds,
         "seconds": round(time.perf_counter() - started, 1),
     }

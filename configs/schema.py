@@ -256,7 +256,7 @@ class UpliftConfig(Section):
         "auto", description="Uplift learner; auto = best inner-CV Qini on training customers."
     )
     reference_channel: Channel = Field(
-        "sms",
+        "outbound_call",
         description="The channel learning campaigns use, so uplift estimates refer to it; the "
         "policy scales them to other channels by reach × persuasion.",
     )
@@ -269,8 +269,45 @@ class RealisationConfig(Section):
     window_days: Literal[30, 100] = Field(
         100, description="Evaluation window compared with predicted saves."
     )
+    prior_sd: float = Field(
+        0.5,
+        gt=0.0,
+        description="Spread of belief in the prior (factor 1): a campaign moves the factor by "
+        "its precision against this, so results within their noise change little.",
+    )
+    max_factor: float = Field(
+        2.0, ge=1.0, description="Largest factor campaigns may set (the prior times this)."
+    )
+
+
+class TakeupConfig(Section):
+    """Calibrate acceptance per offer × channel from campaign responses (accepted / contacted)."""
+
+    enabled: bool = True
     prior_strength: float = Field(
-        5.0, ge=0.0, description="Predicted saves' worth of belief in the prior (factor 1)."
+        20.0,
+        ge=0.0,
+        description="Predicted take-ups' worth of belief in the configured acceptance (factor 1).",
+    )
+
+
+class ResponsePrior(Section):
+    """What a contact does besides a take-up, before campaigns have measured it (field evidence)."""
+
+    save_given_accept: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of a customer's churn risk that a taken-up offer removes.",
+    )
+    backfire_rate: float = Field(
+        0.045, ge=0.0, lt=1.0, description="Share of reached customers who resent the contact."
+    )
+    backfire_churn_increase: float = Field(
+        1.0,
+        ge=0.0,
+        description="Added churn risk of a customer who resents the contact, relative to their "
+        "own (1 = doubled).",
     )
 
 
@@ -315,6 +352,12 @@ class RetentionConfig(Section):
     )
     weak_grades: list[CreditGrade] = ["D", "E"]
     collections_max_tier: ValueTier = "silver"
+    max_days_past_due: int = Field(
+        30,
+        ge=1,
+        description="Customers this many days or more behind on payment go to collections, not "
+        "retention: the churn label counts disconnection for non-payment, no offer prevents it.",
+    )
     # The catalogue lives in default.yaml only: no second list of offers or channels here.
     offers: list[Offer] = Field(min_length=1)
     channels: dict[Channel, ChannelConfig] = Field(min_length=1)
@@ -322,6 +365,8 @@ class RetentionConfig(Section):
     campaigns: CampaignStatistics = CampaignStatistics()
     uplift: UpliftConfig = UpliftConfig()
     realisation: RealisationConfig = RealisationConfig()
+    takeup: TakeupConfig = TakeupConfig()
+    response_prior: ResponsePrior = ResponsePrior()
 
 
 class DriftGate(Section):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 from configs.schema import FeaturesConfig
 from features.dictionary import FeatureSpec
 from features.relative import relative_specs
+from features.rollup import USAGE_METRICS, usage_ctes
 
 T = "CAST($as_of AS DATE)"
 # Timestamps on the as-of day belong to it: compare them with the next midnight.
@@ -40,26 +42,29 @@ META_COLUMNS = (
 class Feature:
     spec: FeatureSpec
     expr: str  # SQL over the CTE it belongs to
+    rollup: tuple | None = None  # usage features: how features.rollup reads it from weekly pieces
 
 
-def _f(name, expr, description, sources, window=None, dtype="DOUBLE", group=None, template=None):
+def _f(
+    name,
+    expr,
+    description,
+    sources,
+    window=None,
+    dtype="DOUBLE",
+    group=None,
+    template=None,
+    rollup=None,
+):
     return Feature(
-        FeatureSpec(name, description, dtype, tuple(sources), window, group, template), expr
+        FeatureSpec(name, description, dtype, tuple(sources), window, group, template), expr, rollup
     )
 
 
 def usage_features(windows: list[int]) -> list[Feature]:
     out = []
-    metrics = (
-        ("voice_min", "sum", "voice minutes", "usage_down"),
-        ("sms_count", "sum", "SMS sent", "usage_down"),
-        ("data_mb", "sum", "data used (MB)", "usage_down"),
-        ("roaming_mb", "sum", "roaming data (MB)", None),
-        ("offnet_share", "avg", "average off-net share of calls", "price"),
-        ("dropped_call_rate", "avg", "average dropped-call rate", "network_quality"),
-    )
     for w in windows:
-        for col, agg, label, group in metrics:
+        for col, agg, label, group in USAGE_METRICS:
             template = None
             if col == "dropped_call_rate":
                 template = f"dropped calls {{value:.1%}} over {w} days"
@@ -72,6 +77,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
                     w,
                     group=group,
                     template=template,
+                    rollup=(agg, col, w),
                 )
             )
         out.append(
@@ -83,6 +89,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
                 w,
                 "INTEGER",
                 "usage_down",
+                rollup=("days", w),
             )
         )
     out += [
@@ -93,6 +100,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             ["usage_daily"],
             group="usage_down",
             template="no usage for {value:.0f} days",
+            rollup=("last",),
         ),
         _f(
             "voice_min_prev60",
@@ -100,6 +108,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             "voice minutes in the 60 days before the last 30",
             ["usage_daily"],
             60,
+            rollup=("prev", "voice_min"),
         ),
         _f(
             "data_mb_prev60",
@@ -107,6 +116,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             "data MB in the 60 days before the last 30",
             ["usage_daily"],
             60,
+            rollup=("prev", "data_mb"),
         ),
         _f(
             "data_slope_90d",
@@ -115,6 +125,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             ["usage_daily"],
             90,
             group="usage_down",
+            rollup=("slope", "data_mb"),
         ),
         _f(
             "voice_slope_90d",
@@ -123,6 +134,7 @@ def usage_features(windows: list[int]) -> list[Feature]:
             ["usage_daily"],
             90,
             group="usage_down",
+            rollup=("slope", "voice_min"),
         ),
     ]
     return out
@@ -656,8 +668,13 @@ def lifecycle_case(cfg: FeaturesConfig) -> str:
          ELSE 'maturity' END"""
 
 
-def snapshot_sql(cfg: FeaturesConfig) -> str:
-    """SELECT producing one row per customer active at $as_of with meta columns and features."""
+def snapshot_sql(cfg: FeaturesConfig, rollup_as_of: date | None = None) -> str:
+    """SELECT producing one row per customer active at $as_of with meta columns and features.
+
+    With `rollup_as_of` (the same date as $as_of) usage windows are read from the weekly rollups
+    (features.rollup), which must be current; without, from every daily row (the reference the
+    rollups are tested against).
+    """
     max_w = max(cfg.windows_days + [180])
     tw = int(cfg.tier_window_days)
     usage = usage_features(cfg.windows_days)
@@ -686,6 +703,17 @@ def snapshot_sql(cfg: FeaturesConfig) -> str:
         else c
         for c in cols
     ]
+    if rollup_as_of is None:
+        usage_cte = f"""u AS (
+    SELECT customer_id,
+    {_select(usage)}
+    FROM raw.usage_daily WHERE usage_date <= {T} AND usage_date > {T} - {max_w}
+    GROUP BY customer_id
+)"""
+    else:
+        usage_cte = usage_ctes(
+            cfg.windows_days, rollup_as_of, {f.spec.name: f.rollup for f in usage}
+        )
     return f"""
 WITH
 cust AS (
@@ -702,12 +730,7 @@ k AS (
     SELECT customer_id, TRY_CAST(arg_max(detail, event_ts) AS DATE) AS contract_end FROM raw.events
     WHERE event_type = 'contract_renewal' AND event_ts < {T_END} GROUP BY 1
 ),
-u AS (
-    SELECT customer_id,
-    {_select(usage)}
-    FROM raw.usage_daily WHERE usage_date <= {T} AND usage_date > {T} - {max_w}
-    GROUP BY customer_id
-),
+{usage_cte},
 b AS (
     SELECT customer_id,
     {_select(billing_features(tw))}

@@ -147,13 +147,17 @@ class TrainedModel:
         return dict(zip(self.features.columns, map(float, gain), strict=True))
 
 
-def _dataset(ff: FeatureFrame, frame: pl.DataFrame, y: np.ndarray, reference=None) -> lgb.Dataset:
+def _dataset(ff: FeatureFrame, x: np.ndarray, y: np.ndarray, reference=None) -> lgb.Dataset:
+    """A Dataset over the float matrix of ff.array (text as category codes, as pandas
+    categoricals would give LightGBM): the same bins as from ff.matrix, without the pandas
+    copy and LightGBM's own float copy of it (two training-sized copies at 1M rows)."""
     return lgb.Dataset(
-        ff.matrix(frame),
+        x,
         label=y,
+        feature_name=list(ff.columns),
         categorical_feature=list(ff.categories) or "auto",
         reference=reference,
-        free_raw_data=False,
+        free_raw_data=True,
     )
 
 
@@ -184,8 +188,9 @@ def fit(
         # before calibration.
         "scale_pos_weight": float(np.sqrt(neg / pos)),
     }
-    dtrain = _dataset(ff, train, y_train)
-    dvalid = _dataset(ff, valid, y_valid, reference=dtrain)
+    x_train, x_valid = ff.array(train), ff.array(valid)
+    dtrain = _dataset(ff, x_train, y_train)
+    dvalid = _dataset(ff, x_valid, y_valid, reference=dtrain)
     booster = lgb.train(
         full,
         dtrain,
@@ -194,12 +199,14 @@ def fit(
         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *(callbacks or [])],
     )
     best = booster.best_iteration or booster.current_iteration()
-    raw_valid = booster.predict(ff.matrix(valid), num_iteration=best)
+    raw_valid = booster.predict(x_valid, num_iteration=best)
     calibrator = fit_calibrator(raw_valid, y_valid, calibration, seed=seed)
     if refit:
         # Early stopping found the number of trees; the final model learns from all rows
         # (the calibrator, fitted on held-out scores of the same recipe, carries over).
-        both = pl.concat([train, valid], how="vertical_relaxed")
+        del dtrain, dvalid
+        both = np.concatenate([x_train, x_valid])
+        del x_train, x_valid
         rounds = refit_rounds(best)
         booster = lgb.train(full, _dataset(ff, both, np.concatenate([y_train, y_valid])), rounds)
         best = rounds

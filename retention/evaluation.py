@@ -218,15 +218,40 @@ def roi_interval(
     )
 
 
-def realisation(observed_saves: float, predicted_saves: float, prior_strength: float) -> float:
-    """Share of predicted saves that materialised, shrunk toward 1 by `prior_strength` saves.
+def realisation(
+    observed_saves: float,
+    predicted_saves: float,
+    se: float,
+    prior_sd: float,
+    max_factor: float = 2.0,
+) -> float:
+    """Share of predicted saves that materialised, shrunk toward 1 by the campaigns' precision.
 
-    0 when campaigns saved nobody (or did harm); 1 when they saved what was predicted.
+    The campaigns estimate the factor as observed / predicted with standard error se / predicted
+    (`se`: standard error of the observed incremental saves). With a normal prior on the factor,
+    mean 1 and sd `prior_sd`, the posterior mean is 1 + w (observed / predicted − 1) with
+    w = prior_sd² / (prior_sd² + (se / predicted)²): a result within its own noise moves the
+    factor little, a precise one moves it all the way. Clipped to [0, max_factor] (campaigns that
+    did harm earn nothing).
     """
-    if predicted_saves < 0 or prior_strength < 0:
-        raise ValueError("predicted saves and prior strength must not be negative")
-    if predicted_saves + prior_strength == 0:
+    if predicted_saves < 0 or se < 0 or prior_sd <= 0:
+        raise ValueError("predicted saves and the standard error must not be negative")
+    if predicted_saves == 0:
         return 1.0
-    return min(
-        max((observed_saves + prior_strength) / (predicted_saves + prior_strength), 0.0), 1.0
+    ratio = observed_saves / predicted_saves
+    noise = (se / predicted_saves) ** 2
+    weight = prior_sd**2 / (prior_sd**2 + noise)
+    return min(max(1.0 + weight * (ratio - 1.0), 0.0), max_factor)
+
+
+def saves_standard_error(
+    treated_n: int, control_n: int, treated_rate: float, control_rate: float
+) -> float:
+    """Standard error of incremental saves, (control rate − treated rate) × treated customers."""
+    if treated_n <= 0 or control_n <= 0:
+        return float("inf")
+    var = (
+        control_rate * (1 - control_rate) / control_n
+        + treated_rate * (1 - treated_rate) / treated_n
     )
+    return treated_n * var**0.5

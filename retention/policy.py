@@ -2,14 +2,20 @@
 
 Expected value of contacting a customer with an offer through a channel:
     P(accept) = reach(channel) × min(acceptance(offer, reasons) × persuasion(channel), 0.95)
-    EV = P(churn) × P(accept) × value saved − P(accept) × offer cost − contact cost(channel)
+                × take-up factor(offer, channel)
+    P(saved)  = P(churn) × (P(accept) × save_given_accept − reach × backfire_rate × backfire_increase)
+    EV = P(saved) × value saved − P(accept) × offer cost − contact cost(channel)
 An offer's cost is paid only when it is taken up, so it is weighted by the acceptance rate; the
-contact itself is always paid. A call reaches and persuades more people than an SMS but costs
-more, so the channel is chosen with the offer, by expected value, within channel capacities.
-Where an uplift estimate per offer exists it replaces P(churn) × P(accept): it refers to the
-learning campaigns' channel (`uplift.reference_channel`) and is scaled to another channel by the
-ratio of their reach × persuasion. Where only evaluated campaigns exist, P(churn) × P(accept) is
-scaled per offer by the share of predicted saves the control groups confirmed (its realisation).
+contact itself is always paid. A taken-up offer removes only part of a customer's churn risk, and
+some reached customers resent being contacted and churn more (`retention.response_prior`), so a
+contact can be worth less than nothing. The take-up factor is what campaign responses showed:
+observed take-ups over predicted ones (`retention.takeup`). A call reaches and persuades more
+people than an SMS but costs more, so the channel is chosen with the offer, by expected value,
+within channel capacities.
+Where an uplift estimate per offer exists it replaces P(saved): it refers to the learning
+campaigns' channel (`uplift.reference_channel`) and is scaled to another channel by the ratio of
+their reach × persuasion. Where only evaluated campaigns exist, P(saved) is scaled per offer by
+the share of predicted saves the control groups confirmed (its realisation).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from configs.schema import RetentionConfig
+from retention.takeup import factor_for
 
 TIER_ORDER = {"basic": 0, "silver": 1, "gold": 2, "diamond": 3}
 LIST_COLUMNS = (
@@ -63,9 +70,18 @@ def exclusions(candidates: pl.DataFrame, cfg: RetentionConfig, as_of: date) -> p
         <= TIER_ORDER[cfg.collections_max_tier]
     )
     cooldown_start = as_of - timedelta(days=cfg.contact_policy.cooldown_days)
+    # Far behind on payment: heading for disconnection for non-payment, which the churn label
+    # counts but no retention offer prevents. Collections' case, whatever the customer's tier.
+    behind = (
+        pl.col("days_past_due_last").fill_null(0) >= cfg.max_days_past_due
+        if "days_past_due_last" in candidates.columns
+        else pl.lit(False)
+    )
     return candidates.with_columns(
         pl.when(weak & low_value)
         .then(pl.lit("collections"))
+        .when(behind)
+        .then(pl.lit("arrears"))
         .when(pl.col("do_not_contact"))
         .then(pl.lit("do_not_contact"))
         .when(pl.col("marketing_opt_out"))
@@ -93,11 +109,13 @@ def offer_options(
     cfg: RetentionConfig,
     realisation: dict[str, float] | None = None,
     channels: list[str] | None = None,
+    takeup: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """Every (customer, allowed offer, open channel) with its acceptance probability and value.
 
-    `realisation` scales the prior save estimate (churn × acceptance) per offer by what evaluated
-    campaigns showed: observed incremental saves over predicted ones. `uplift_<offer>` columns
+    `takeup` scales acceptance per offer × channel by what campaign responses showed
+    (`retention.takeup.factor_for`). `realisation` scales the prior save estimate per offer by
+    what evaluated campaigns showed: observed incremental saves over predicted ones. `uplift_<offer>` columns
     (estimated churn reduction through the reference channel) replace the prior; `accept_<offer>`
     columns replace the configured acceptance rate. `uplift_<offer>__<channel>` and
     `accept_<offer>__<channel>` columns, where given, are taken as they are for that channel. `_gain` is the expected value before the
@@ -109,6 +127,7 @@ def offer_options(
     channels = channels or [c for c, v in cfg.channels.items() if v.capacity > 0]
     ref = cfg.uplift.reference_channel
     ref_factor = channel_factor(cfg, ref) if ref in cfg.channels else 1.0
+    response = cfg.response_prior
     for offer in cfg.offers:
         allowed = (
             pl.col("segment").is_in(offer.segments)
@@ -130,7 +149,12 @@ def offer_options(
         uplift_col = f"uplift_{offer.name}"
         for channel in channels:
             ch = cfg.channels[channel]
-            taken = ch.reach * (accept * ch.persuasion).clip(upper_bound=cfg.max_accept_probability)
+            taken = (
+                ch.reach
+                * (accept * ch.persuasion).clip(upper_bound=cfg.max_accept_probability)
+                * factor_for(takeup, offer.name, channel)
+            ).clip(upper_bound=cfg.max_accept_probability)
+            resent = ch.reach * response.backfire_rate * response.backfire_churn_increase
             priced = part.filter(pl.col("segment").is_in(ch.segments)).with_columns(
                 pl.lit(offer.name).alias("offer"),
                 pl.lit(channel).alias("channel"),
@@ -138,7 +162,9 @@ def offer_options(
                 pl.lit(float(ch.cost)).alias("_contact_cost"),
                 taken.alias("accept_probability"),
             )
-            prior = pl.col("churn_probability") * pl.col("accept_probability")
+            prior = pl.col("churn_probability") * (
+                pl.col("accept_probability") * response.save_given_accept - resent
+            )
             exact = f"{uplift_col}__{channel}"
             if exact in priced.columns:
                 # Exact per-channel values (the benchmark's ceilings): no scaling.
@@ -207,11 +233,12 @@ def decide(
     seed: int,
     budget: float | None = None,
     realisation: dict[str, float] | None = None,
+    takeup: dict[str, float] | None = None,
 ) -> PolicyResult:
     """Choose who gets which offer through which channel within budget and capacity."""
     budget = cfg.budget if budget is None else budget
     flagged, excluded, collections, eligible = _screen(customers, cfg, as_of)
-    options = offer_options(eligible, cfg, realisation)
+    options = offer_options(eligible, cfg, realisation, takeup=takeup)
     if options.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
     ranked = best_per_channel(options)
@@ -300,8 +327,12 @@ def _with_value(customers: pl.DataFrame, cfg: RetentionConfig) -> pl.DataFrame:
 
 
 def _collections(flagged: pl.DataFrame) -> pl.DataFrame:
-    return flagged.filter(pl.col("excluded_reason") == "collections").select(
-        "customer_id", pl.lit("low value and weak credit grade").alias("reason")
+    return flagged.filter(pl.col("excluded_reason").is_in(["collections", "arrears"])).select(
+        "customer_id",
+        pl.when(pl.col("excluded_reason") == "arrears")
+        .then(pl.lit("far behind on payment: heading for disconnection for non-payment"))
+        .otherwise(pl.lit("low value and weak credit grade"))
+        .alias("reason"),
     )
 
 

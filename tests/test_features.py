@@ -21,6 +21,7 @@ from features.snapshot import META_COLUMNS, feature_specs, lifecycle_case, tier_
 from features.split import latest_matured, monthly_as_of_dates, out_of_time_split
 from pipelines.stages.features import build_snapshots, load_snapshots, needs_build
 from pipelines.stages.ingest import ingest_landing
+from pipelines.stages.rollups import rebuild_rollups
 from pipelines.store.config import load_settings
 from simulator import simulate
 
@@ -74,6 +75,7 @@ def _future_edit(settings, delete: bool) -> None:
         [after],
     )
     con.execute("UPDATE raw.products SET end_date = end_date + 40 WHERE end_date >= ?", [after])
+    rebuild_rollups(con)  # daily rows changed behind ingestion's back
     con.close()
 
 
@@ -93,6 +95,7 @@ def test_past_data_does_change_the_snapshot(loaded, tmp_path):
     edited = _copy(loaded, tmp_path / "b")
     con = duckdb.connect(str(Path(edited.home) / "warehouse.duckdb"))
     con.execute("UPDATE raw.usage_daily SET data_mb = data_mb * 3 WHERE usage_date = ?", [AS_OF])
+    rebuild_rollups(con)
     con.close()
     assert not base.equals(_snapshot(edited))
 

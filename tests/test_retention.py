@@ -120,7 +120,7 @@ def test_channel_is_chosen_by_expected_value_within_capacity(cfg):
 
     frame = customers(3).with_columns(
         pl.lit(0.6).alias("churn_probability"),
-        pl.Series("monthly_spend", [150.0, 12.0, 140.0]),
+        pl.Series("monthly_spend", [150.0, 28.0, 140.0]),
         pl.lit("individual").alias("segment"),
         pl.lit("gold").alias("value_tier"),
         pl.lit("A").alias("credit_grade"),
@@ -134,16 +134,24 @@ def test_channel_is_chosen_by_expected_value_within_capacity(cfg):
     kw = {"budget": 1e6, "control_share": 0.0, "min_expected_value": 0.0}
     rl = run(cfg, frame, **kw).retention_list.sort("customer_id")
     assert rl["channel"].to_list() == ["outbound_call", "sms", "outbound_call"]
-    # By hand: EV = reach × min(acceptance × persuasion, 0.95) × (churn × value − offer cost)
-    # − contact cost, and the list's channel is the one with the highest EV.
-    value = 12.0 * cfg.margin_rate * cfg.value_horizon_months
+    # By hand: P(accept) = reach × min(acceptance × persuasion, 0.95);
+    # EV = P(accept) × (churn × save_given_accept × value − offer cost)
+    #      − reach × backfire_rate × backfire_increase × churn × value − contact cost,
+    # and the list's channel is the one with the highest EV.
+    value = 28.0 * cfg.margin_rate * cfg.value_horizon_months
     opts = offer_options(frame[1].with_columns(pl.lit(value).alias("value")), cfg)
+    prior = cfg.response_prior
     by_hand = {}
     for name, ch in cfg.channels.items():
         if "individual" not in ch.segments:
             continue
+        resent = ch.reach * prior.backfire_rate * prior.backfire_churn_increase
         by_hand[name] = max(
-            ch.reach * min(o.accept_rate * ch.persuasion, 0.95) * (0.6 * value - o.cost) - ch.cost
+            ch.reach
+            * min(o.accept_rate * ch.persuasion, 0.95)
+            * (0.6 * prior.save_given_accept * value - o.cost)
+            - resent * 0.6 * value
+            - ch.cost
             for o in cfg.offers
             if "individual" in o.segments and "gold" in o.tiers
         )
@@ -392,3 +400,28 @@ def test_benchmark_holds_every_strategy_to_the_budget_at_true_cost():
     assert v["cost"] == pytest.approx(26.6) and v["cost"] <= 40.0
     assert v["expected_saves"] == pytest.approx(0.05)
     assert v["profit"] == pytest.approx(0.05 * 200 - 26.6)
+
+
+def test_customers_far_behind_on_payment_go_to_collections_not_retention(cfg):
+    """The churn label counts disconnection for non-payment; no retention offer prevents it."""
+    frame = customers(2000, seed=3)
+    dpd = np.random.default_rng(3).choice([None, 0, 11, 41, 72, 100], frame.height)
+    frame = frame.with_columns(pl.Series("days_past_due_last", dpd.tolist(), dtype=pl.Int32))
+    result = run(cfg, frame, budget=1e6, min_expected_value=-1e9)
+    on = frame.filter(pl.col("customer_id").is_in(result.retention_list["customer_id"].implode()))
+    assert on.height > 0
+    assert (on["days_past_due_last"].fill_null(0) < cfg.max_days_past_due).all()
+    assert (on["days_past_due_last"] == 11).any()  # a late bill alone is no reason to stop
+    behind = frame.filter(pl.col("days_past_due_last") >= cfg.max_days_past_due)
+    flagged = result.collections.filter(pl.col("reason").str.contains("non-payment"))
+    assert result.excluded["arrears"] > 0
+    assert set(flagged["customer_id"]) <= set(behind["customer_id"])
+    # Every customer far behind is either flagged or excluded for an earlier reason.
+    weak_low = behind.filter(
+        pl.col("credit_grade").is_in(cfg.weak_grades)
+        & pl.col("value_tier").is_in(["basic", "silver"])
+    )
+    assert flagged.height + weak_low.height == behind.height
+    # A higher threshold lets them back in.
+    lenient = run(cfg, frame, budget=1e6, min_expected_value=-1e9, max_days_past_due=365)
+    assert "arrears" not in lenient.excluded

@@ -144,16 +144,25 @@ def test_policy_ranks_by_uplift_when_estimates_exist(settings):
     assert with_uplift["save_probability"].to_list() == pytest.approx(expected)
 
 
-def test_realisation_is_observed_over_predicted_shrunk_toward_one():
-    from retention.evaluation import realisation
+def test_realisation_is_shrunk_toward_one_by_the_campaigns_precision():
+    from retention.evaluation import realisation, saves_standard_error
 
-    assert realisation(2.0, 20.0, 0.0) == pytest.approx(0.1)
-    assert realisation(2.0, 20.0, 5.0) == pytest.approx(7.0 / 25.0)
-    assert realisation(-3.0, 10.0, 0.0) == 0.0  # campaigns that did harm earn nothing
-    assert realisation(30.0, 10.0, 5.0) == 1.0  # never more than the prior
-    assert realisation(0.0, 0.0, 0.0) == 1.0
+    # A precise result (se → 0) is taken as it is; clipped to [0, max_factor].
+    assert realisation(2.0, 20.0, 0.0, 0.5) == pytest.approx(0.1)
+    assert realisation(-3.0, 10.0, 0.0, 0.5) == 0.0  # campaigns that did harm earn nothing
+    assert realisation(30.0, 10.0, 0.0, 0.5, max_factor=2.0) == 2.0
+    # By hand: ratio 0.1, se of the ratio 10 / 20 = 0.5, prior sd 0.5 → weight ½ → 0.55.
+    assert realisation(2.0, 20.0, 10.0, 0.5) == pytest.approx(0.55)
+    # A result ten times its prior spread in noise barely moves the factor.
+    assert realisation(2.0, 20.0, 100.0, 0.5) == pytest.approx(1 - 0.9 * 0.25 / 25.25)
+    assert realisation(0.0, 0.0, 1.0, 0.5) == 1.0
     with pytest.raises(ValueError):
-        realisation(1.0, -1.0, 5.0)
+        realisation(1.0, -1.0, 1.0, 0.5)
+    # se of (pc − pt) × nt: 100 treated at 5 %, 400 control at 10 % → 100 × √(.09/400 + .0475/100).
+    assert saves_standard_error(100, 400, 0.05, 0.10) == pytest.approx(
+        100 * (0.09 / 400 + 0.0475 / 100) ** 0.5
+    )
+    assert saves_standard_error(100, 0, 0.05, 0.10) == float("inf")
 
 
 def test_policy_scales_prior_saves_by_campaign_realisation(settings):

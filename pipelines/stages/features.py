@@ -21,6 +21,7 @@ from features.history import is_complete, lookback_days
 from features.relative import add_relative_features, relative_specs
 from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
 from features.split import monthly_as_of_dates
+from pipelines.stages.rollups import check_current, refresh_rollups
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
 from pipelines.store.warehouse import BUILD_LOG_DDL, connect
@@ -63,15 +64,21 @@ def build_frame(
     as_of: date,
     end: date,
     relative: bool = True,
+    rollups: bool = True,
 ) -> pl.DataFrame:
     """Snapshot + labels for one as-of date, as a polars frame (pure SQL over raw tables).
 
     `relative=False` leaves out the segment-relative companions: a partition of the customers
     cannot compute its segments' trends (with_relative adds them to the whole snapshot).
+    `rollups=False` sums usage from every daily row instead of the weekly rollups (the
+    reference they are tested against; same features).
     """
     con.execute(PLANS_NOW_SQL)
     con.execute("DROP TABLE IF EXISTS _snap")
-    con.execute(f"CREATE TEMP TABLE _snap AS {snapshot_sql(settings.features)}", {"as_of": as_of})
+    if rollups:
+        check_current(con)
+    sql = snapshot_sql(settings.features, as_of if rollups else None)
+    con.execute(f"CREATE TEMP TABLE _snap AS {sql}", {"as_of": as_of})
     f = settings.features
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _labels AS {labels_sql(f.horizons_days, f.serious_arrears_days)}",
@@ -118,6 +125,7 @@ def build_snapshots(
             raise InputError("no usage data loaded: run `churn ingest` first") from None
         check_as_of(as_of, end)
         report.data_end = end
+        refresh_rollups(con)
         parts = -(-_customers(con) // settings.warehouse.partition_customers)
         if own and parts > 1:
             # Large bases: partitions one after another, each attaching the warehouse read-only.
@@ -218,8 +226,12 @@ def store_snapshots(
     atomic_write_text(wd.features / "feature_dictionary.csv", dictionary_csv(settings))
 
 
+def parquet_path(wd: Workdir, d: date) -> Path:
+    return wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+
+
 def write_parquet(wd: Workdir, con: duckdb.DuckDBPyConnection, d: date) -> str:
-    target = wd.features / f"customer_snapshot_{d.isoformat()}.parquet"
+    target = parquet_path(wd, d)
     with atomic_path(target) as tmp:
         # Written by DuckDB straight from the table: no second copy of the snapshot in memory.
         sql = "COPY (SELECT * FROM feat.customer_snapshot WHERE as_of = ? ORDER BY customer_id)"
@@ -277,11 +289,22 @@ def reuse_snapshots(
             {"data_end": end},
         )
         assign = ", ".join(f'"{c}" = l."{c}"' for c in labels)
+        moved = " OR ".join(f's."{c}" IS DISTINCT FROM l."{c}"' for c in labels)
+        match = "s.customer_id = l.customer_id AND s.as_of = l.as_of"
         con.execute("BEGIN")
         try:
+            # Only rows whose outcome moved are rewritten, and only their dates' Parquet files:
+            # most past snapshots' labels matured months ago (8 files of 1M rows a cycle).
+            changed = {
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT s.as_of FROM feat.customer_snapshot s JOIN _labels l ON {match}"  # noqa: S608 - config-validated label names
+                    f" WHERE {moved}"
+                ).fetchall()
+            }
             con.execute(
                 f"UPDATE feat.customer_snapshot AS s SET {assign} FROM _labels l"  # noqa: S608 - config-validated label names
-                " WHERE s.customer_id = l.customer_id AND s.as_of = l.as_of"
+                f" WHERE {match} AND ({moved})"
             )
             con.execute("COMMIT")
         except BaseException:
@@ -289,7 +312,10 @@ def reuse_snapshots(
             raise
         wd = Workdir.from_settings(settings)
         for d in keep:
-            report.parquet.append(write_parquet(wd, con, d))
+            path = parquet_path(wd, d)
+            if d in changed or not path.exists():
+                write_parquet(wd, con, d)
+            report.parquet.append(str(path))
         log.info(
             "%d snapshot(s) %s .. %s reused: features unchanged, labels refreshed",
             len(keep),
@@ -333,16 +359,20 @@ def build_partition(
         con.execute(f"SET memory_limit = '{int(settings.warehouse.memory_limit_mb)}MB'")
         quoted = db_path.replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
-        con.execute("CREATE SCHEMA raw")
         tables = con.execute(
-            "SELECT table_name, bool_or(column_name = 'customer_id') FROM information_schema.columns"
-            " WHERE table_catalog = 'wh' AND table_schema = 'raw' GROUP BY 1"
+            "SELECT table_schema, table_name, bool_or(column_name = 'customer_id')"
+            " FROM information_schema.columns WHERE table_catalog = 'wh'"
+            " AND table_schema IN ('raw', 'rollup') GROUP BY 1, 2"
         ).fetchall()
-        for table, keyed in tables:
+        for schema in sorted({"raw"} | {t[0] for t in tables}):
+            con.execute(f"CREATE SCHEMA {schema}")
+        for schema, table, keyed in tables:
             where = f" WHERE hash(customer_id) % {int(parts)} = {int(part)}" if keyed else ""
             name = table.replace('"', '""')
-            # names come from the warehouse's own catalogue (contract tables), quoted
-            con.execute(f'CREATE VIEW raw."{name}" AS SELECT * FROM wh.raw."{name}"{where}')  # noqa: S608
+            # names come from the warehouse's own catalogue (contract and rollup tables), quoted
+            con.execute(
+                f'CREATE VIEW {schema}."{name}" AS SELECT * FROM wh.{schema}."{name}"{where}'  # noqa: S608
+            )
         return build_frame(con, settings, as_of, end, relative=False)
     finally:
         con.close()
@@ -371,6 +401,7 @@ def build_snapshots_partitioned(
     parts = parts or settings.executor.partitions
     con = connect(wd)
     try:
+        refresh_rollups(con)  # before the workers attach the warehouse read-only
         todo = reuse_snapshots(settings, con, monthly_as_of_dates(as_of, history), end, report)
     finally:
         con.close()

@@ -19,6 +19,7 @@ import duckdb
 
 from configs.contracts import LINEAGE_COLUMNS, TABLES, Table, raw_table_ddl, validation_sql
 from configs.schema import Settings
+from pipelines.stages.rollups import ROLLED_UP, ensure_rollups, queue_weeks, refresh_rollups
 from pipelines.store.errors import InputError
 from pipelines.store.warehouse import META_DDL, connect
 from pipelines.store.workdir import Workdir
@@ -148,6 +149,10 @@ def _load_file(
         " to_json(_checked)::VARCHAR, now()::TIMESTAMP FROM _checked WHERE _reason <> ''",
         [table.name, sfile],
     )
+    rolled_up = table.name == ROLLED_UP
+    if rolled_up and _loaded_before(con, sfile):
+        # The rows this path loaded before go: their weeks' rollups must be rebuilt.
+        queue_weeks(con, "SELECT usage_date FROM raw.usage_daily WHERE _source_file = ?", [sfile])
     # A corrected re-delivery replaces everything this path loaded before.
     con.execute(f'DELETE FROM raw."{table.name}" WHERE _source_file = ?', [sfile])
     casts = ", ".join(f'TRY_CAST("{c.name}" AS {c.dtype}) AS "{c.name}"' for c in table.columns)
@@ -174,6 +179,8 @@ def _load_file(
             later_params,
         )
     _note_first_change(con, table, key_match, fdate)
+    if rolled_up:
+        queue_weeks(con, "SELECT usage_date FROM _good")
     con.execute(f'DELETE FROM raw."{table.name}" r USING _good g WHERE {key_match}')
     lineage = ", ".join(f'"{c.name}"' for c in LINEAGE_COLUMNS)
     cols = ", ".join(f'"{c}"' for c in table.column_names)
@@ -184,6 +191,14 @@ def _load_file(
     )
     loaded = con.execute("SELECT count(*) FROM _good").fetchone()[0]
     return loaded, bad, superseded
+
+
+def _loaded_before(con: duckdb.DuckDBPyConnection, sfile: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM meta.load_manifest WHERE path = ? AND status = 'loaded'", [sfile]
+        ).fetchone()[0]
+    )
 
 
 def _date_window(con: duckdb.DuckDBPyConnection, table: Table) -> str:
@@ -280,6 +295,7 @@ def ingest_landing(settings: Settings, source: Path | None = None) -> IngestRepo
     con = connect(wd)
     try:
         ensure_schema(con)
+        ensure_rollups(con)
         known = {
             path: (digest, status)
             for path, digest, status in con.execute(
@@ -290,6 +306,8 @@ def ingest_landing(settings: Settings, source: Path | None = None) -> IngestRepo
         for path in discover(source):
             report.files_seen += 1
             _ingest_one(con, path, source, known, loaded_digests, settings, report)
+        # Once per run, not per daily file: a month of files rebuilds each touched week once.
+        refresh_rollups(con)
     finally:
         con.close()
     report.seconds = round(time.perf_counter() - started, 2)

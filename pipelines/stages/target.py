@@ -30,13 +30,14 @@ from pipelines.store.workdir import (
     audit,
     mask_salt,
 )
-from retention.evaluation import realisation
+from retention.evaluation import realisation, saves_standard_error
 from retention.export_safety import neutralise, safe_name
 from retention.handoff import contact_rows, control_rows
 from retention.identity import list_identity
 from retention.masking import mask_ids
 from retention.policy import decide, exclusions, learning_list
 from retention.power import campaign_size, detectable_effect
+from retention.takeup import takeup_factors
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,19 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
     period, `retention.contact_policy.period_days`).
     """
     try:
+        # Snapshots built before the arrears feature existed lack it: nobody counts as behind.
+        known = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'feat' AND table_name = 'customer_snapshot'"
+            ).fetchall()
+        }
+        arrears = (
+            "f.days_past_due_last"
+            if "days_past_due_last" in known
+            else "CAST(NULL AS INTEGER) AS days_past_due_last"
+        )
         frame = con.sql(
             """
             WITH hist AS (
@@ -75,7 +89,7 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
             SELECT s.customer_id, s.churn_probability, s.risk_decile, s.credit_grade, s.credit_pd,
                    s.reason_1, s.reason_2, s.reason_3, s.reason_group_1, s.reason_group_2,
                    s.reason_group_3, s.churn_model_version, s.credit_model_version,
-                   f.segment, f.value_tier, f.lifecycle_stage, f.monthly_spend,
+                   f.segment, f.value_tier, f.lifecycle_stage, f.monthly_spend, {arrears},
                    coalesce(c.marketing_opt_out, false) AS marketing_opt_out,
                    coalesce(c.do_not_contact, false) AS do_not_contact,
                    h.last_contact_date, coalesce(h.contacts_in_period, 0) AS contacts_in_period
@@ -85,7 +99,7 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
             LEFT JOIN hist h USING (customer_id)
             WHERE s.as_of = $as_of
             ORDER BY s.customer_id
-            """,
+            """.replace("{arrears}", arrears),
             params={"as_of": as_of, "period": period_days},
         ).pl()
     except duckdb.CatalogException as exc:  # missing tables: say which step to run
@@ -100,7 +114,8 @@ def load_candidates(con, as_of: date, period_days: int = 90) -> pl.DataFrame:
 
 
 def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
-    """Per offer: evaluated incremental saves over predicted saves of earlier lists (shrunk)."""
+    """Per offer: evaluated incremental saves over predicted saves of earlier lists, shrunk toward
+    1 by the evaluation's own precision (`retention.evaluation.realisation`)."""
     cfg = settings.retention.realisation
     if not cfg.enabled:
         return {}
@@ -108,7 +123,8 @@ def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
         rows = con.sql(
             """
             WITH evaluated AS (
-                SELECT r.list_id, r.grp AS offer, r.incremental_saves
+                SELECT r.list_id, r.grp AS offer, r.incremental_saves, r.treated, r.control,
+                       r.treated_churn_rate, r.control_churn_rate
                 FROM eval.campaign_results r
                 JOIN retention.list_manifest m USING (list_id)
                 WHERE r.window_days = $window AND r.matured AND r.breakdown = 'offer'
@@ -121,19 +137,53 @@ def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
                 WHERE NOT l.control_flag AND l.list_id IN (SELECT list_id FROM evaluated)
                 GROUP BY 1, 2
             )
-            SELECT e.offer, sum(e.incremental_saves) AS observed, sum(p.predicted) AS predicted
+            SELECT e.offer, e.incremental_saves, e.treated, e.control, e.treated_churn_rate,
+                   e.control_churn_rate, p.predicted
             FROM evaluated e JOIN predicted p USING (list_id, offer)
-            GROUP BY 1 ORDER BY 1
+            ORDER BY 1
             """,
             params={"window": cfg.window_days, "as_of": as_of},
         ).fetchall()
     except (duckdb.CatalogException, duckdb.BinderException):  # nothing evaluated yet
         return {}
+    per_offer: dict[str, list[float]] = {}
+    for offer, saves, treated, control, rate_t, rate_c, predicted in rows:
+        if predicted is None or saves is None:
+            continue
+        acc = per_offer.setdefault(offer, [0.0, 0.0, 0.0])
+        acc[0] += saves
+        acc[1] += predicted
+        # Lists are independent samples: their variances add.
+        acc[2] += saves_standard_error(treated, control, rate_t, rate_c) ** 2
     return {
-        offer: round(realisation(observed, predicted, cfg.prior_strength), 4)
-        for offer, observed, predicted in rows
-        if predicted is not None
+        offer: round(
+            realisation(observed, max(predicted, 0.0), var**0.5, cfg.prior_sd, cfg.max_factor), 4
+        )
+        for offer, (observed, predicted, var) in sorted(per_offer.items())
     }
+
+
+def offer_takeup(con, settings: Settings, as_of: date) -> dict[str, float]:
+    """Per offer × channel and per offer: take-ups campaign responses showed over predicted ones."""
+    cfg = settings.retention.takeup
+    if not cfg.enabled:
+        return {}
+    try:
+        contacts = con.sql(
+            """
+            SELECT l.offer, l.channel, l.accept_probability, c.response = 'accepted' AS accepted
+            FROM retention.retention_lists l
+            JOIN retention.list_manifest m USING (list_id)
+            JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
+            WHERE NOT l.control_flag AND NOT c.control_flag AND c.response IS NOT NULL
+              AND m.as_of < $as_of AND c.contact_date <= $as_of
+              AND l.accept_probability IS NOT NULL
+            """,
+            params={"as_of": as_of},
+        ).pl()
+    except (duckdb.CatalogException, duckdb.BinderException):  # no campaign played out yet
+        return {}
+    return takeup_factors(contacts, cfg.prior_strength)
 
 
 def build_retention_list(
@@ -156,6 +206,7 @@ def build_retention_list(
     try:
         candidates = load_candidates(con, as_of, settings.retention.contact_policy.period_days)
         realised = offer_realisation(con, settings, as_of)
+        takeup = offer_takeup(con, settings, as_of)
         calibration = (
             None if learning_share is not None else watch(settings, con, candidates, as_of)
         )
@@ -176,9 +227,14 @@ def build_retention_list(
     con = connect(wd)
     try:
         if learning_share is not None:
-            uplift_version, realised = None, {}
+            uplift_version, realised, takeup = None, {}, {}
         list_id, seed = list_identity(
-            as_of, config_hash(settings), candidates, budget, uplift_version, realised
+            as_of,
+            config_hash(settings),
+            candidates,
+            budget,
+            uplift_version,
+            {**realised, **{f"takeup:{k}": v for k, v in takeup.items()}},
         )
         if learning_share == "power":
             learning_share = power_sized_share(settings, candidates, as_of)
@@ -188,7 +244,9 @@ def build_retention_list(
                 candidates, settings.retention, as_of, list_id, seed, learning_share, budget
             )
         else:
-            result = decide(candidates, settings.retention, as_of, list_id, seed, budget, realised)
+            result = decide(
+                candidates, settings.retention, as_of, list_id, seed, budget, realised, takeup
+            )
         rl = result.retention_list.with_columns(
             mask_ids(result.retention_list["customer_id"], mask_salt(settings))
         )
@@ -253,6 +311,7 @@ def build_retention_list(
             else "churn probability × acceptance"
             + (" × campaign realisation per offer" if realised else ""),
             "realisation": realised,
+            "takeup": takeup,
             "config_hash": config_hash(settings),
             "data_as_of": str(as_of),
             "masked": reveal_reason is None,

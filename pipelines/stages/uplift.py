@@ -241,19 +241,19 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     if champion:
         client.set_registered_model_alias(UPLIFT_MODEL, "champion", version)
     log.info("uplift v%s: %s", version, why)
+    # By keyword: the fields' order is not the order they are worked out in.
     return UpliftResult(
-        True,
-        why,
-        version,
-        champion,
-        qini,
-        qini_risk,
-        None,
-        lists,
-        rows,
-        round(time.perf_counter() - started, 2),
-        learner,
-        inner,
+        trained=True,
+        explanation=why,
+        version=version,
+        champion=champion,
+        qini=qini,
+        qini_by_risk=qini_risk,
+        learner=learner,
+        inner_qini=inner,
+        lists=lists,
+        rows=rows,
+        seconds=round(time.perf_counter() - started, 2),
     )
 
 

@@ -13,6 +13,7 @@ from datetime import date
 import duckdb
 
 from configs.schema import Settings
+from features.rollup import QUEUE, TABLE, rollup_columns
 from pipelines.store.errors import InputError, WorkdirError
 from pipelines.store.workdir import Workdir
 
@@ -162,4 +163,15 @@ CREATE SCHEMA IF NOT EXISTS meta;
 CREATE TABLE IF NOT EXISTS meta.cycle_ledger (
     as_of DATE, config_hash VARCHAR, stage VARCHAR, completed_at TIMESTAMP, detail VARCHAR
 )
+"""
+
+
+# weekly usage rollups (written by ingest, read by features): one row per customer and week,
+# and the weeks whose daily rows changed since the rollup was last brought up to date
+def rollup_ddl() -> str:
+    cols = ", ".join(f"{name} {kind}" for name, kind in rollup_columns())
+    return f"""
+CREATE SCHEMA IF NOT EXISTS rollup;
+CREATE TABLE {TABLE} ({cols});
+CREATE TABLE IF NOT EXISTS {QUEUE} (week_start DATE);
 """
