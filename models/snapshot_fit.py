@@ -60,7 +60,7 @@ def fit_rounds(x, y, cols, params: dict, rounds: int, seed: int) -> lgbm.Trained
         "seed": seed,
         "scale_pos_weight": float(np.sqrt((len(y) - y.sum()) / pos)),
     }
-    booster = lgb.train(full, lgbm._dataset(ff, x, y), rounds)
+    booster = lgb.train(full, lgbm._dataset(ff, ff.array(x), y), rounds)
     return lgbm.TrainedModel(booster, Calibrator("none"), ff, full, rounds)
 
 
