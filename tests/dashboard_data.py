@@ -18,6 +18,13 @@ models:
   # model that clears the quality floor, which tests/test_flows.py checks on its own.
   promotion: {min_roc_auc: 0.0, min_pr_auc_lift: 0.0}
 orchestration: {history_months: 4}
+# The cockpit tests need a list with both arms. On 400 customers with a 30-day horizon the churn
+# scores are small, and under the default response prior (half a save per take-up, 4.5 % backfire)
+# nobody is worth a contact: this operator values a customer over five years, and a take-up
+# saves the customer outright.
+retention:
+  value_horizon_months: 60
+  response_prior: {save_given_accept: 1.0, backfire_rate: 0.0}
 # Never retrain from the drift gate: a tiny operator drifts by chance, and retraining doubles the time.
 monitoring:
   gate: {drifted_share_warn: 0.9, drifted_share_retrain: 1.0, prediction_drift_retrain: 1.0, auc_drop_retrain: 1.0}

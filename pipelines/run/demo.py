@@ -114,8 +114,9 @@ def run_demo(
         if result.get("held"):
             say(f"  {result['held']}")
         say("  playing the campaign forward one month in the simulator")
-        # A held list reaches no customer: the month plays out without a campaign.
-        published = target.get("list_id") and not target.get("held")
+        # A held list, or one on which nobody was worth contacting, reaches no customer: the
+        # month plays out without a campaign.
+        published = target.get("list_id") and not target.get("held") and target.get("treated")
         advance(
             wd.home,
             months=1,
