@@ -52,7 +52,8 @@ STRATEGIES = (
     ("random", "random order, the policy's offer and channel"),
     ("top_risk", "churn score order, the policy's offer and channel"),
     ("policy", "policy: churn score × configured acceptance and channel factors"),
-    ("policy_realisation", "policy + campaign realisation per offer"),
+    ("policy_takeup", "policy + per-customer take-up model where it passed its gate"),
+    ("policy_realisation", "policy + take-up model + campaign realisation per offer"),
     ("policy_uplift", "policy + uplift model where it is champion (the product)"),
     ("uplift_challenger", "policy + uplift model, gate or not"),
     ("ceiling_observable", "exact Bayes from true hazard and state (no latent, no intents)"),
@@ -227,7 +228,7 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
 
     Strategies rank with an unlimited budget; `within_budget` then applies the one budget.
     """
-    from pipelines.stages.target import offer_realisation, offer_takeup
+    from pipelines.stages.target import offer_realisation, offer_takeup, with_takeup
     from pipelines.stages.uplift import with_uplift
     from pipelines.store.warehouse import connect
     from pipelines.store.workdir import Workdir
@@ -242,14 +243,18 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     try:
         realised = offer_realisation(con, settings, as_of)
         takeup = offer_takeup(con, settings, as_of)
+        learned, learned_factors, takeup_report = with_takeup(settings, con, cands, as_of, takeup)
     finally:
         con.close()
     print(f"campaign realisation per offer: {realised}")
     print(f"campaign take-up per offer × channel: {takeup}")
+    print(f"take-up model: {takeup_report}")
 
-    def ranked(frame: pl.DataFrame, key: str, realised=None, **update) -> pl.DataFrame:
+    def ranked(
+        frame: pl.DataFrame, key: str, realised=None, factors=takeup, **update
+    ) -> pl.DataFrame:
         c = cfg.model_copy(update=update) if update else cfg
-        return decide(frame, c, as_of, key, seed, UNLIMITED, realised, takeup).retention_list
+        return decide(frame, c, as_of, key, seed, UNLIMITED, realised, factors).retention_list
 
     out["policy"] = ranked(cands, "policy")
     unconstrained = ranked(cands, "all", min_expected_value=-1e9)
@@ -257,14 +262,20 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     out["random"] = unconstrained.with_columns(pl.Series("_o", rng.random(unconstrained.height)))
     out["random"] = out["random"].sort("_o").drop("_o")
     out["top_risk"] = unconstrained.sort("churn_probability", descending=True, maintain_order=True)
-    out["policy_realisation"] = ranked(cands, "policy_realisation", realised)
+    # What `churn target` does: the take-up model where it passed its gate (then no factors).
+    out["policy_takeup"] = ranked(learned, "policy_takeup", factors=learned_factors)
+    out["policy_realisation"] = ranked(
+        learned, "policy_realisation", realised, factors=learned_factors
+    )
     # The latest uplift model, champion or not: the table shows what ranking by it is worth.
-    with_est, version = with_uplift(settings, cands, as_of, alias="challenger")
+    with_est, version = with_uplift(settings, learned, as_of, alias="challenger")
     if version is None:
         raise RuntimeError("no uplift model: the campaign history was too thin")
-    out["uplift_challenger"] = ranked(with_est, "uplift_challenger")
+    out["uplift_challenger"] = ranked(with_est, "uplift_challenger", factors=learned_factors)
     out["policy_uplift"] = (
-        ranked(with_est, "policy_uplift") if champion else out["policy_realisation"]
+        ranked(with_est, "policy_uplift", factors=learned_factors)
+        if champion
+        else out["policy_realisation"]
     )
     for key, knows in (
         ("ceiling_observable", "observable"),
@@ -273,7 +284,7 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     ):
         exact = cands.join(wide(truths[knows], offers, channels), on="customer_id", how="left")
         out[key] = ranked(exact, key)
-    return out, version, with_est
+    return out, version, with_est, takeup_report
 
 
 def qini_on_truth(score: np.ndarray, effect: np.ndarray) -> float:
@@ -360,7 +371,9 @@ def one_world(args, seed: int, home: Path) -> dict:
         k: true_uplift(settings.home, as_of, horizon_days=args.horizon_days, knows=k)
         for k in ("oracle", "intents", "observable")
     }
-    ranked, version, with_est = strategies(settings, as_of, cands, truths, seed, up.champion)
+    ranked, version, with_est, takeup_report = strategies(
+        settings, as_of, cands, truths, seed, up.champion
+    )
     con = connect(Workdir.from_settings(settings), read_only=True)
     try:
         listed = set(
@@ -394,6 +407,7 @@ def one_world(args, seed: int, home: Path) -> dict:
             "rows": up.rows,
             "qini_on_true_effect": qini,
         },
+        "takeup_model": takeup_report,
         "strategies": rows,
     }
 

@@ -289,6 +289,18 @@ class TakeupConfig(Section):
         ge=0.0,
         description="Predicted take-ups' worth of belief in the configured acceptance (factor 1).",
     )
+    model: bool = Field(
+        True, description="Learn a per-customer take-up model from played-out contacts."
+    )
+    min_contacts: int = Field(1000, ge=50, description="Contacts the take-up model needs.")
+    min_accepted: int = Field(100, ge=10, description="Take-ups the take-up model needs.")
+    folds: int = Field(3, ge=2, le=10, description="Customer-grouped folds of its gate.")
+    min_gain: float = Field(
+        0.005,
+        ge=0.0,
+        lt=1.0,
+        description="Relative out-of-fold log-loss gain over the calibrated acceptance it needs.",
+    )
 
 
 class ResponsePrior(Section):

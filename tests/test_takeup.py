@@ -156,3 +156,97 @@ def test_a_contact_that_saves_less_than_it_costs_is_not_made():
         }
     )
     assert decide(frame, naive, AS_OF, "L", 1, 1e6).retention_list.height > listed.height
+
+
+def _played_out_home(n_customers: int) -> duckdb.DuckDBPyConnection:
+    """Two played-out learning lists (Jan, Feb) and a later one (Apr) whose responses are in,
+    snapshots at every list date and at the targeting date; a discount appeals to customers
+    with many top-ups, a loyalty bonus to nobody in particular."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    con = duckdb.connect()
+    con.execute(LIST_DDL)
+    con.execute("CREATE SCHEMA raw")
+    con.execute("CREATE SCHEMA feat")
+    con.execute(
+        "CREATE TABLE raw.contacts (contact_id VARCHAR, list_id VARCHAR, customer_id VARCHAR, "
+        "offer VARCHAR, channel VARCHAR, contact_date DATE, control_flag BOOLEAN, response VARCHAR)"
+    )
+    dates = {"L1": date(2025, 1, 31), "L2": date(2025, 2, 28), "L4": date(2025, 4, 30)}
+    snaps, lists, contacts = [], [], []
+    for as_of in [*dates.values(), date(2025, 3, 31)]:
+        topups = rng.poisson(3.0, n_customers).astype(float)
+        snaps.append(
+            pl.DataFrame(
+                {
+                    "customer_id": [f"C{i:05d}" for i in range(n_customers)],
+                    "as_of": as_of,
+                    "topups_30d": topups,
+                    "tenure_months": rng.integers(1, 60, n_customers),
+                    "churn_90d": rng.random(n_customers) < 0.05,  # a label: never a feature
+                }
+            )
+        )
+    for list_id, as_of in dates.items():
+        con.execute(
+            "INSERT INTO retention.list_manifest VALUES (?, ?, now()::TIMESTAMP, '{}')",
+            [list_id, as_of],
+        )
+        snap = next(s for s in snaps if s["as_of"][0] == as_of)
+        offers = rng.choice(["discount", "loyalty_bonus"], n_customers)
+        z = np.where(offers == "discount", -3.0 + 0.6 * snap["topups_30d"].to_numpy(), -1.2)
+        accepted = rng.random(n_customers) < 0.55 / (1.0 + np.exp(-z))
+        for i in range(n_customers):
+            cid, offer = f"C{i:05d}", str(offers[i])
+            lists.append((list_id, cid, offer, "outbound_call", 0.2, False))
+            response = "accepted" if accepted[i] else "declined"
+            contacts.append(
+                (f"{list_id}-{cid}", list_id, cid, offer, "outbound_call", as_of, False, response)
+            )
+    con.register("_s", pl.concat(snaps))
+    con.execute("CREATE TABLE feat.customer_snapshot AS SELECT * FROM _s")
+    con.register(
+        "_l",
+        pl.DataFrame(
+            lists,
+            schema=["list_id", "customer_id", "offer", "channel", "accept_probability"]
+            + ["control_flag"],
+            orient="row",
+        ),
+    )
+    con.execute("INSERT INTO retention.retention_lists BY NAME SELECT * FROM _l")
+    con.executemany("INSERT INTO raw.contacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", contacts)
+    return con
+
+
+def test_takeup_model_ranks_the_list_once_it_beats_the_calibrated_acceptance():
+    from pipelines.stages.target import offer_takeup, with_takeup
+
+    settings = load_settings(environ={})
+    con = _played_out_home(1500)
+    as_of = date(2025, 3, 31)
+    candidates = pl.DataFrame({"customer_id": [f"C{i:05d}" for i in range(1500)]})
+    factors = offer_takeup(con, settings, as_of)
+    assert factors  # the calibration alone would scale by offer
+    out, left, report = with_takeup(settings, con, candidates, as_of, factors)
+    # Only lists before the as-of: L1 and L2, 3,000 contacts (L4's responses come later).
+    assert report["contacts"] == 3000 and report["used"], report
+    assert left == {}  # the model learned from the same responses: no factor on top
+    snap = con.sql(
+        "SELECT customer_id, topups_30d FROM feat.customer_snapshot WHERE as_of = ?", params=[as_of]
+    ).pl()
+    joined = out.join(snap, on="customer_id")
+    many = joined.filter(pl.col("topups_30d") >= 6)["accept_discount"].mean()
+    few = joined.filter(pl.col("topups_30d") <= 1)["accept_discount"].mean()
+    assert many > 2 * few  # who accepts a discount follows what the campaigns showed
+    # Two features: the top-ups and the tenure; never the label, the key or the date.
+    assert report["features"] == 2 and out.height == 1500
+
+    # Too few contacts: the calibrated acceptance stays, and the manifest says why.
+    few_settings = load_settings(
+        environ={}, overrides={"retention": {"takeup": {"min_contacts": 5000}}}
+    )
+    same, kept, why = with_takeup(few_settings, con, candidates, as_of, factors)
+    assert same.columns == candidates.columns and kept == factors
+    assert not why["used"] and "needs 5000" in why["why"]

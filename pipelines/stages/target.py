@@ -16,7 +16,9 @@ import polars as pl
 
 from configs.contracts import CHURN_MODEL, CREDIT_MODEL, UPLIFT_MODEL
 from configs.schema import Settings
+from features.columns import feature_columns
 from models.calibration_watch import apply_shift
+from models.takeup import PRIOR, fit_takeup
 from pipelines.stages.calibration_watch import watch
 from pipelines.stages.uplift import with_uplift
 from pipelines.store.config import config_hash
@@ -35,9 +37,9 @@ from retention.export_safety import neutralise, safe_name
 from retention.handoff import contact_rows, control_rows
 from retention.identity import list_identity
 from retention.masking import mask_ids
-from retention.policy import decide, exclusions, learning_list
+from retention.policy import channel_factor, decide, exclusions, learning_list
 from retention.power import campaign_size, detectable_effect
-from retention.takeup import takeup_factors
+from retention.takeup import factor_for, takeup_factors
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,100 @@ def offer_takeup(con, settings: Settings, as_of: date) -> dict[str, float]:
     return takeup_factors(contacts, cfg.prior_strength)
 
 
+def takeup_contacts(con, as_of: date) -> pl.DataFrame:
+    """Carried-out contacts of lists before `as_of` with the customer's snapshot at the list date,
+    the offer, channel, predicted acceptance and whether it was taken up."""
+    try:
+        return con.sql(
+            """
+            SELECT f.*, l.offer, l.channel, l.accept_probability,
+                   c.response = 'accepted' AS accepted
+            FROM retention.retention_lists l
+            JOIN retention.list_manifest m USING (list_id)
+            JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
+            JOIN feat.customer_snapshot f ON f.customer_id = l.customer_id AND f.as_of = m.as_of
+            WHERE NOT l.control_flag AND NOT c.control_flag AND c.response IS NOT NULL
+              AND m.as_of < $as_of AND c.contact_date <= $as_of
+              AND l.accept_probability IS NOT NULL
+            ORDER BY m.as_of, l.customer_id, l.list_id
+            """,
+            params={"as_of": as_of},
+        ).pl()
+    except (duckdb.CatalogException, duckdb.BinderException):  # no campaign played out yet
+        return pl.DataFrame()
+
+
+def with_takeup(
+    settings: Settings,
+    con,
+    candidates: pl.DataFrame,
+    as_of: date,
+    factors: dict[str, float],
+) -> tuple[pl.DataFrame, dict[str, float], dict | None]:
+    """Candidates with `accept_<offer>` from the per-customer take-up model where it passes its
+    gate (enough contacts, and a lower out-of-fold log-loss than the calibrated acceptance).
+
+    Returns the candidates, the take-up factors still to apply (none once the model is used: it
+    learned from the same responses) and the model's report for the manifest (None when off).
+    """
+    cfg = settings.retention.takeup
+    if not (cfg.enabled and cfg.model):
+        return candidates, factors, None
+    contacts = takeup_contacts(con, as_of)
+    accepted = int(contacts["accepted"].sum()) if contacts.height else 0
+    if contacts.height < cfg.min_contacts or accepted < cfg.min_accepted:
+        why = (
+            f"{contacts.height} played-out contacts with {accepted} take-ups; the take-up model "
+            f"needs {cfg.min_contacts} and {cfg.min_accepted}"
+        )
+        return candidates, factors, {"used": False, "why": why}
+    prior = [
+        factor_for(factors, o, c) * p
+        for o, c, p in contacts.select("offer", "channel", "accept_probability").iter_rows()
+    ]
+    contacts = contacts.with_columns(
+        pl.Series(PRIOR, prior).clip(upper_bound=settings.retention.max_accept_probability)
+    )
+    bookkeeping = {"offer", "channel", "accepted", "accept_probability", PRIOR}
+    columns = feature_columns([c for c in contacts.columns if c not in bookkeeping])
+    factors_by_channel = {
+        n: channel_factor(settings.retention, n) for n in settings.retention.channels
+    }
+    model = fit_takeup(contacts, columns, factors_by_channel, cfg.folds, settings.seed)
+    report = {**model.report, "features": len(columns)}
+    gain = 1.0 - report["logloss"] / report["prior_logloss"]
+    report["gain"] = round(gain, 5)
+    if gain < cfg.min_gain:
+        report |= {
+            "used": False,
+            "why": f"out-of-fold log-loss {report['logloss']:.4f} against the calibrated "
+            f"acceptance's {report['prior_logloss']:.4f}: not {cfg.min_gain:.1%} better",
+        }
+        return candidates, factors, report
+    snap = con.sql(
+        "SELECT * FROM feat.customer_snapshot WHERE as_of = $as_of ORDER BY customer_id",
+        params={"as_of": as_of},
+    ).pl()
+    snap = snap.join(candidates.select("customer_id"), on="customer_id", how="semi")
+    offers = [o.name for o in settings.retention.offers]
+    accept = pl.concat(
+        [snap.select("customer_id"), model.accept_columns(snap, offers)], how="horizontal"
+    )
+    report["used"] = True
+    report["why"] = (
+        f"out-of-fold log-loss {report['logloss']:.4f} against the calibrated acceptance's "
+        f"{report['prior_logloss']:.4f} on customers it never saw"
+    )
+    return candidates.join(accept, on="customer_id", how="left"), {}, report
+
+
+def takeup_identity(report: dict | None) -> dict[str, float]:
+    """What of the take-up model makes a list what it is: whether it ranked, and its fit."""
+    if not report or not report.get("used"):
+        return {}
+    return {"takeup_model:logloss": report["logloss"], "takeup_model:rounds": report["rounds"]}
+
+
 def build_retention_list(
     settings: Settings,
     as_of: date,
@@ -207,6 +303,9 @@ def build_retention_list(
         candidates = load_candidates(con, as_of, settings.retention.contact_policy.period_days)
         realised = offer_realisation(con, settings, as_of)
         takeup = offer_takeup(con, settings, as_of)
+        takeup_model = None
+        if learning_share is None:
+            candidates, takeup, takeup_model = with_takeup(settings, con, candidates, as_of, takeup)
         calibration = (
             None if learning_share is not None else watch(settings, con, candidates, as_of)
         )
@@ -234,7 +333,11 @@ def build_retention_list(
             candidates,
             budget,
             uplift_version,
-            {**realised, **{f"takeup:{k}": v for k, v in takeup.items()}},
+            {
+                **realised,
+                **{f"takeup:{k}": v for k, v in takeup.items()},
+                **takeup_identity(takeup_model),
+            },
         )
         if learning_share == "power":
             learning_share = power_sized_share(settings, candidates, as_of)
@@ -309,9 +412,11 @@ def build_retention_list(
             else "uplift"
             if uplift_version
             else "churn probability × acceptance"
+            + (" (per-customer take-up model)" if takeup_model and takeup_model["used"] else "")
             + (" × campaign realisation per offer" if realised else ""),
             "realisation": realised,
             "takeup": takeup,
+            "takeup_model": takeup_model,
             "config_hash": config_hash(settings),
             "data_as_of": str(as_of),
             "masked": reveal_reason is None,
