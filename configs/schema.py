@@ -168,6 +168,12 @@ class ModelsConfig(Section):
         "that training needs (it refuses with fewer).",
     )
     trials: int = Field(20, ge=1)
+    warm_start: bool = Field(
+        True, description="Start tuning from the champion's parameters (same horizon)."
+    )
+    warm_start_trials: int = Field(
+        6, ge=1, description="Trials when warm-started (an explicit --trials wins)."
+    )
     timeout_seconds: int | None = None
     # Compact models (every tree is paid for at scoring time); snapshot mode searches wider.
     num_boost_round: int = Field(300, ge=10)

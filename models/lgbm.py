@@ -247,6 +247,19 @@ def first_trial(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
+def within_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """Known parameters (e.g. a champion's, logged as text) as one trial of the search space:
+    each cast to its type and moved inside its range; any missing one at its default."""
+    out = first_trial(space)
+    for name, default in out.items():
+        if name not in params:
+            continue
+        low, high = getattr(space, name)
+        value = type(default)(float(params[name]))
+        out[name] = min(max(value, type(default)(low)), type(default)(high))
+    return out
+
+
 def tune(
     train: pl.DataFrame,
     y_train: np.ndarray,
@@ -262,8 +275,10 @@ def tune(
     timeout: int | None = None,
     show_progress_bar: bool = True,
     fixed: dict[str, Any] | None = None,
+    warm: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """TPE search with median pruning; the first trial is the default parameters.
+    """TPE search with median pruning; the first trial is the default parameters, or with
+    `warm` (e.g. the champion's) those, then the defaults.
 
     `fixed` parameters (e.g. threads) join every trial's but are not searched or returned.
     """
@@ -299,7 +314,10 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
     )
-    study.enqueue_trial(first_trial(space))
+    if warm is not None:
+        study.enqueue_trial(within_space(warm, space))
+    if warm is None or within_space(warm, space) != first_trial(space):
+        study.enqueue_trial(first_trial(space))
     study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=show_progress_bar)
     return dict(study.best_params), float(study.best_value)
 

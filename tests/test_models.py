@@ -423,3 +423,16 @@ def test_calibration_watch_holds_or_recalibrates_a_shifted_base():
     # Without a trailing rate there is nothing to recalibrate to: hold.
     rule_r = rule.model_copy(update={"action": "recalibrate"})
     assert check_calibration(shifted, None, 0.063, rule_r).action == "hold"
+
+
+def test_champion_parameters_become_one_trial_inside_the_search_space():
+    from configs.schema import SearchSpace
+
+    space = SearchSpace(num_leaves=(7, 31), learning_rate=(0.08, 0.3), max_depth=(4, 6))
+    # As MLflow returns them: text, one out of range, one missing, one unknown.
+    logged = {"num_leaves": "63", "learning_rate": "0.1", "min_child_samples": "40", "x": "1"}
+    trial = lgbm.within_space(logged, space)
+    assert trial["num_leaves"] == 31 and isinstance(trial["num_leaves"], int)
+    assert trial["learning_rate"] == pytest.approx(0.1)
+    assert trial["min_child_samples"] == 40 and "x" not in trial
+    assert trial["lambda_l2"] == lgbm.first_trial(space)["lambda_l2"]

@@ -167,7 +167,16 @@ def test_gate_keeps_the_champion_against_a_worse_challenger(trained):
     finally:
         write_snapshots(settings, good)
     result = promote(settings, "churn")
-    client, _ = _client(settings)
+    client, experiment_id = _client(settings)
+    # A champion existed: tuning started from its parameters (its one trial is theirs).
+    bad_run = client.get_run(bad.run_id)
+    assert bad_run.data.tags["warm_start_from"] == churn.version
+    (trial,) = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{bad.run_id}'"
+    )
+    champion_params = client.get_run(churn.run_id).data.params
+    for key in ("num_leaves", "learning_rate", "min_child_samples", "lambda_l2"):
+        assert float(trial.data.params[key]) == pytest.approx(float(champion_params[key]))
     aliases = client.get_registered_model("churn").aliases
     assert not result.promoted and str(aliases["champion"]) == churn.version
     assert str(aliases["challenger"]) == bad.version

@@ -222,6 +222,19 @@ def reason_agreement(
     return {f"reasons_{k}_vs_treeshap": v for k, v in found.items()}
 
 
+def champion_params(settings: Settings, client, name: str) -> tuple[dict[str, str], str] | None:
+    """The champion's tuned parameters and version, when it predicts the configured horizon."""
+    try:
+        mv = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException as exc:
+        if not alias_missing(exc):
+            raise
+        return None
+    if horizon_of(client, name, mv.version) != settings.models.horizon_days:
+        return None
+    return client.get_run(mv.run_id).data.params, str(mv.version)
+
+
 def train_model(
     settings: Settings,
     model: Literal["churn", "credit"],
@@ -238,7 +251,11 @@ def train_model(
         raise InputError(f"unknown model {model!r}: choose churn or credit")
     started = time.perf_counter()
     cfg = settings.models
-    trials = trials or cfg.trials
+    client, experiment_id = experiment_client(settings)
+    name = REGISTERED[model]
+    # Each month's data differ a little from the last: start from what won then, search less.
+    warm = champion_params(settings, client, name) if cfg.warm_start else None
+    trials = trials or (cfg.warm_start_trials if warm else cfg.trials)
     total = trials + 4  # loading, the trials, final fit, evaluation, logging
     tell = progress or (lambda step, done, total: None)
     tell("loading snapshots", 0, total)
@@ -258,14 +275,14 @@ def train_model(
     del train
     y_tr, y_va = tr[label].to_numpy().astype(float), va[label].to_numpy().astype(float)
     task = "churn" if model == "churn" else "credit"
-    client, experiment_id = experiment_client(settings)
-    name = REGISTERED[model]
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"train-{name}-{valid_date}"
     ) as run:
         mlflow.set_tags(
             {"model": name, "git_commit": git_commit(), "stage": "train", "label": label}
         )
+        if warm:
+            mlflow.set_tag("warm_start_from", warm[1])
 
         def on_trial(trial, params, score):
             with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
@@ -292,6 +309,7 @@ def train_model(
             timeout=cfg.timeout_seconds,
             # The CLI draws its own bar; in a log or a pipe, a bar is noise.
             show_progress_bar=progress is None and sys.stderr.isatty(),
+            warm=warm[0] if warm else None,
         )
         if settings.executor.kind == "dask" and settings.executor.dask_training:
             from pipelines.stages.train_dask import fit_on_dask
