@@ -255,7 +255,7 @@ def train_model(
     name = REGISTERED[model]
     # Each month's data differ a little from the last: start from what won then, search less.
     warm = champion_params(settings, client, name) if cfg.warm_start else None
-    trials = trials or (cfg.warm_start_trials if warm else cfg.trials)
+    trials = trials or (min(cfg.warm_start_trials, cfg.trials) if warm else cfg.trials)
     total = trials + 4  # loading, the trials, final fit, evaluation, logging
     tell = progress or (lambda step, done, total: None)
     tell("loading snapshots", 0, total)
