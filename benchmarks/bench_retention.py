@@ -232,7 +232,7 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     from pipelines.stages.uplift import with_uplift
     from pipelines.store.warehouse import connect
     from pipelines.store.workdir import Workdir
-    from retention.policy import decide
+    from retention.policy import decide, offer_options
 
     cfg = settings.retention.model_copy(update={"control_share": 0.0})
     offers = [o.name for o in cfg.offers]
@@ -277,6 +277,22 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
         if champion
         else out["policy_realisation"]
     )
+    # The product's own per-customer effect estimate through the reference channel (churn ×
+    # take-up × response prior, or the uplift model's where it is champion): what lists rank by.
+    ref = cfg.uplift.reference_channel
+    est_source = with_est if champion else learned
+    # save_probability does not depend on the customer's value (only the gain does).
+    options = offer_options(
+        est_source.with_columns(pl.lit(0.0).alias("value")),
+        cfg,
+        None if champion else realised,
+        [ref],
+        learned_factors,
+    )
+    product_est = options.pivot(on="offer", index="customer_id", values="save_probability")
+    product_est = product_est.rename(
+        {c: f"uplift_{c}" for c in product_est.columns if c != "customer_id"}
+    )
     for key, knows in (
         ("ceiling_observable", "observable"),
         ("ceiling_intents", "intents"),
@@ -284,7 +300,7 @@ def strategies(settings, as_of: date, cands: pl.DataFrame, truths: dict, seed: i
     ):
         exact = cands.join(wide(truths[knows], offers, channels), on="customer_id", how="left")
         out[key] = ranked(exact, key)
-    return out, version, with_est, takeup_report
+    return out, version, with_est, takeup_report, product_est
 
 
 def qini_on_truth(score: np.ndarray, effect: np.ndarray) -> float:
@@ -371,7 +387,7 @@ def one_world(args, seed: int, home: Path) -> dict:
         k: true_uplift(settings.home, as_of, horizon_days=args.horizon_days, knows=k)
         for k in ("oracle", "intents", "observable")
     }
-    ranked, version, with_est, takeup_report = strategies(
+    ranked, version, with_est, takeup_report, product_est = strategies(
         settings, as_of, cands, truths, seed, up.champion
     )
     con = connect(Workdir.from_settings(settings), read_only=True)
@@ -384,7 +400,9 @@ def one_world(args, seed: int, home: Path) -> dict:
     finally:
         con.close()
     held_out = set(cands["customer_id"]) - listed
-    qini = qini_report(with_est, truths, held_out, settings.retention.uplift.reference_channel)
+    channel = settings.retention.uplift.reference_channel
+    qini = qini_report(with_est, truths, held_out, channel)
+    qini_product = qini_report(product_est, truths, held_out, channel)
     budget = settings.retention.budget
     rows = {}
     volume = within_budget(ranked["policy"], truths["oracle"], budget).height
@@ -406,6 +424,7 @@ def one_world(args, seed: int, home: Path) -> dict:
             "qini_rank_by_risk": up.qini_by_risk,
             "rows": up.rows,
             "qini_on_true_effect": qini,
+            "product_qini_on_true_effect": qini_product,
         },
         "takeup_model": takeup_report,
         "strategies": rows,
@@ -545,15 +564,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['share_of_ceiling']:.0%} |"
         )
     for w in worlds:
-        q = w["uplift"]["qini_on_true_effect"]
-        shares = ", ".join(
-            f"{o} {v['share_of_exact']:.2f}" if v["share_of_exact"] is not None else f"{o} n/a"
-            for o, v in q.items()
-        )
+        shares = {
+            k: ", ".join(
+                f"{o} {v['share_of_exact']:.2f}" if v["share_of_exact"] is not None else f"{o} n/a"
+                for o, v in w["uplift"].get(k, {}).items()
+            )
+            for k in ("qini_on_true_effect", "product_qini_on_true_effect")
+        }
         lines.append(
             f"\nseed {w['seed']}: uplift held-out Qini {w['uplift']['qini']} (risk ranking "
             f"{w['uplift']['qini_rank_by_risk']}); Qini on the true effect as a share of ranking "
-            f"by the exact expected effect: {shares}"
+            f"by the exact expected effect — uplift model: {shares['qini_on_true_effect']}; "
+            f"the list's own estimate: {shares['product_qini_on_true_effect']}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
