@@ -145,3 +145,13 @@ def add_family_shares(
                 label = f"{a.removesuffix(' (sum)')} / {b.removesuffix(' (sum)')}"
                 exprs.append(ratio(pl.col(a), pl.col(b)).alias(label))
     return frame.with_columns(exprs)
+
+
+def derive_families(
+    x: pl.DataFrame, families: dict[str, list[str]], shares: bool, ratios: bool
+) -> pl.DataFrame:
+    """Family totals; as configured, each member's share and ratios of parallel totals."""
+    x = add_family_sums(x, families)
+    if shares or ratios:
+        x = add_family_shares(x, families, shares, ratios)
+    return x

@@ -289,3 +289,20 @@ def outcome_like(frame: pl.DataFrame, y: np.ndarray, min_rows: int = 20) -> list
         if off.sum() >= min_rows and off.sum() < len(y) and np.ptp(y[off]) == 0:
             found.append(c)
     return found
+
+
+def uplift_verdict(metrics: dict) -> str:
+    """One plain sentence: is there a reliable uplift signal or not."""
+    low, high = metrics["qini_interval"]
+    span = (
+        f"Qini {metrics['qini']:.3f} ± {metrics['qini_sd']:.3f} (interval {low:.3f} to {high:.3f})"
+    )
+    if metrics["uplift_signal"]:
+        return (
+            f"{span} excludes 0: ranking by predicted uplift beats random targeting "
+            f"(uplift@30 % {metrics['uplift_at_30']:.3f} against {metrics['random_uplift_at_30']:.3f} at random)."
+        )
+    return (
+        f"{span} includes 0: this data shows no reliable uplift signal; "
+        "do not rank customers by this model's uplift."
+    )

@@ -29,3 +29,10 @@ def list_identity(
     key = f"{as_of}|{config_hash}|{','.join(versions)}|{budget}"
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"L{as_of.strftime('%Y%m%d')}-{digest[:8]}", int(digest[8:16], 16)
+
+
+def takeup_identity(report: dict | None) -> dict[str, float]:
+    """What of the take-up model makes a list what it is: whether it ranked, and its fit."""
+    if not report or not report.get("used"):
+        return {}
+    return {"takeup_model:logloss": report["logloss"], "takeup_model:rounds": report["rounds"]}

@@ -16,10 +16,9 @@ import polars as pl
 from configs.schema import Settings
 from models import snapshot_fit
 from models.tabular import (
-    add_family_shares,
-    add_family_sums,
     clean_text,
     column_families,
+    derive_families,
     infer_types,
     target_vector,
 )
@@ -111,7 +110,7 @@ def run_snapshot(
     x, y, base = prepare(frame, target, positive, id_col, drop)
     # Families come from the training file's header and types only, never from its values.
     families = column_families(x) if snap.family_sums else {}
-    x = derive(x, families, snap)
+    x = derive_families(x, families, snap.family_shares, snap.family_ratios)
     cols = x.columns
     seed = settings.seed
     n_rows, positive_rate = len(y), float(y.mean())
@@ -125,7 +124,7 @@ def run_snapshot(
         x_te = x_te.select(base).with_columns(
             [pl.col(c).cast(x.schema[c], strict=False) for c in base]
         )
-        x_te = derive(x_te, families, snap)
+        x_te = derive_families(x_te, families, snap.family_shares, snap.family_ratios)
         both = pl.concat([x, x_te], how="vertical_relaxed")
         y_all = np.concatenate([y, y_te])
         train_idx, test_idx = np.arange(len(y)), np.arange(len(y), len(y_all))
@@ -161,14 +160,6 @@ def run_snapshot(
     if metrics_out is not None:
         atomic_write_text(Path(metrics_out), json.dumps(result, indent=2))
     return out
-
-
-def derive(x: pl.DataFrame, families: dict[str, list[str]], snap) -> pl.DataFrame:
-    """Family totals; as configured, each member's share and ratios of parallel totals."""
-    x = add_family_sums(x, families)
-    if snap.family_shares or snap.family_ratios:
-        x = add_family_shares(x, families, snap.family_shares, snap.family_ratios)
-    return x
 
 
 def workers_for(settings: Settings, rows: int, jobs: int) -> int:

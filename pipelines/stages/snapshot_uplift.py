@@ -12,7 +12,13 @@ import numpy as np
 import polars as pl
 
 from configs.schema import Settings
-from models.uplift_eval import Campaign, UpliftEvaluation, evaluate, outcome_like
+from models.uplift_eval import (
+    Campaign,
+    UpliftEvaluation,
+    evaluate,
+    outcome_like,
+    uplift_verdict,
+)
 from models.uplift_metrics import GOALS
 from pipelines.stages.snapshot import prepare, read_table
 from pipelines.store.errors import InputError
@@ -62,23 +68,6 @@ def campaign_table(
     keep = is_t | is_c
     x, y, cols = prepare(frame.filter(keep), target, positive, id_col, [treatment, *(drop or [])])
     return Campaign(x, is_t.filter(keep).to_numpy().astype(int), y, cols, goal), int((~keep).sum())
-
-
-def verdict(metrics: dict) -> str:
-    """One plain sentence: is there a reliable uplift signal or not."""
-    low, high = metrics["qini_interval"]
-    span = (
-        f"Qini {metrics['qini']:.3f} ± {metrics['qini_sd']:.3f} (interval {low:.3f} to {high:.3f})"
-    )
-    if metrics["uplift_signal"]:
-        return (
-            f"{span} excludes 0: ranking by predicted uplift beats random targeting "
-            f"(uplift@30 % {metrics['uplift_at_30']:.3f} against {metrics['random_uplift_at_30']:.3f} at random)."
-        )
-    return (
-        f"{span} includes 0: this data shows no reliable uplift signal; "
-        "do not rank customers by this model's uplift."
-    )
 
 
 def write_charts(ev: UpliftEvaluation, stem: Path) -> list[Path]:
@@ -161,7 +150,7 @@ def run_uplift_snapshot(
         console.print(
             f"seed {s.seed}: {s.learner} Qini {s.qini:.4f}, uplift@30 {s.uplift_at_30:.4f}"
         )
-    said = verdict(metrics)
+    said = uplift_verdict(metrics)
     metrics["verdict"] = said
     metrics["left_out_rows"] = left_out
     metrics["suspect_outcome_columns"] = suspects

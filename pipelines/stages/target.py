@@ -35,7 +35,7 @@ from pipelines.store.workdir import (
 from retention.evaluation import realisation, saves_standard_error
 from retention.export_safety import neutralise, safe_name
 from retention.handoff import contact_rows, control_rows
-from retention.identity import list_identity
+from retention.identity import list_identity, takeup_identity
 from retention.masking import mask_ids
 from retention.policy import channel_factor, decide, exclusions, learning_list
 from retention.power import campaign_size, detectable_effect
@@ -273,13 +273,6 @@ def with_takeup(
         f"{report['prior_logloss']:.4f} on customers it never saw"
     )
     return candidates.join(accept, on="customer_id", how="left"), {}, report
-
-
-def takeup_identity(report: dict | None) -> dict[str, float]:
-    """What of the take-up model makes a list what it is: whether it ranked, and its fit."""
-    if not report or not report.get("used"):
-        return {}
-    return {"takeup_model:logloss": report["logloss"], "takeup_model:rounds": report["rounds"]}
 
 
 def build_retention_list(
