@@ -53,12 +53,14 @@ class TakeupModel:
     channel: str  # the channel predictions are made through
     channel_factor: float  # its reach × persuasion
     rounds: int
+    offers: list[str] = field(default_factory=list)  # offers it has seen contacts of
     report: dict = field(default_factory=dict)
 
     def accept_columns(self, frame: pl.DataFrame, offers: list[str]) -> pl.DataFrame:
-        """`accept_<offer>`: acceptance of a reached customer before the channel's persuasion."""
+        """`accept_<offer>`: acceptance of a reached customer before the channel's persuasion,
+        for the offers it has seen (an offer no campaign has made keeps its configured rate)."""
         out = {}
-        for offer in offers:
+        for offer in (o for o in offers if o in self.offers):
             rows = frame.with_columns(
                 pl.lit(offer).alias(OFFER), pl.lit(self.channel).alias(CHANNEL)
             )
@@ -95,6 +97,8 @@ def fit_takeup(
     The number of rounds and the out-of-fold log-loss come from folds grouped by customer; the
     prior's log-loss on the same rows is the bar (`report["beats_prior"]`).
     """
+    # Contacts through a channel the config no longer has cannot be priced: leave them out.
+    contacts = contacts.filter(pl.col(CHANNEL).is_in(list(channel_factors)))
     if contacts.is_empty():
         raise ValueError("no carried-out contacts to learn take-up from")
     y = contacts[ACCEPTED].cast(pl.Float64).to_numpy()
@@ -133,6 +137,7 @@ def fit_takeup(
         channel,
         float(channel_factors[channel]),
         rounds,
+        sorted(contacts[OFFER].unique().to_list()),
         {
             "contacts": contacts.height,
             "accepted": int(y.sum()),

@@ -72,3 +72,15 @@ def test_takeup_folds_keep_each_customer_on_one_side():
     customers = np.array([f"C{i % 300}" for i in range(1200)])
     for train, valid in customer_folds(customers, 3, seed=4):
         assert not set(customers[train]) & set(customers[valid])
+
+
+def test_takeup_model_estimates_only_offers_it_has_seen():
+    contacts, _ = _contacts(3000, 2, informative=True)
+    # Contacts through a channel the config no longer has are left out, not a crash.
+    stray = contacts.head(50).with_columns(pl.lit("fax").alias("channel"))
+    model = fit_takeup(pl.concat([contacts, stray]), COLUMNS, {"outbound_call": REACH}, 3, 0)
+    assert model.report["contacts"] == 3000
+    frame = contacts.head(5).select(COLUMNS)
+    columns = model.accept_columns(frame, ["discount", "loyalty_bonus", "handset_upgrade"])
+    # No campaign offered a handset: the list keeps its configured acceptance for it.
+    assert columns.columns == ["accept_discount", "accept_loyalty_bonus"]

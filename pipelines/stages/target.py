@@ -221,8 +221,8 @@ def with_takeup(
     """Candidates with `accept_<offer>` from the per-customer take-up model where it passes its
     gate (enough contacts, and a lower out-of-fold log-loss than the calibrated acceptance).
 
-    Returns the candidates, the take-up factors still to apply (none once the model is used: it
-    learned from the same responses) and the model's report for the manifest (None when off).
+    Returns the candidates, the take-up factors still to apply (none for an offer the model
+    estimates: it learned from the same responses) and its report for the manifest (None: off).
     """
     cfg = settings.retention.takeup
     if not (cfg.enabled and cfg.model):
@@ -272,7 +272,9 @@ def with_takeup(
         f"out-of-fold log-loss {report['logloss']:.4f} against the calibrated acceptance's "
         f"{report['prior_logloss']:.4f} on customers it never saw"
     )
-    return candidates.join(accept, on="customer_id", how="left"), {}, report
+    # Offers it estimates are calibrated by it; the rest keep their take-up factors.
+    left = {k: v for k, v in factors.items() if k.split("__")[0] not in model.offers}
+    return candidates.join(accept, on="customer_id", how="left"), left, report
 
 
 def build_retention_list(
