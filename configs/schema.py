@@ -301,11 +301,11 @@ class TakeupConfig(Section):
     min_contacts: int = Field(1000, ge=50, description="Contacts the take-up model needs.")
     min_accepted: int = Field(100, ge=10, description="Take-ups the take-up model needs.")
     folds: int = Field(3, ge=2, le=10, description="Customer-grouped folds of its gate.")
-    min_gain: float = Field(
-        0.005,
+    min_gain_se: float = Field(
+        2.0,
         ge=0.0,
-        lt=1.0,
-        description="Relative out-of-fold log-loss gain over the calibrated acceptance it needs.",
+        description="Out-of-fold log-loss gain over the calibrated acceptance it needs, in "
+        "standard errors of the paired per-customer difference.",
     )
 
 

@@ -69,9 +69,24 @@ class TakeupModel:
         return pl.DataFrame(out)
 
 
-def _logloss(y: np.ndarray, p: np.ndarray) -> float:
+def _losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, CLIP, 1 - CLIP)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def paired_gain(
+    customers: np.ndarray, model_loss: np.ndarray, prior_loss: np.ndarray
+) -> tuple[float, float]:
+    """Mean per-contact log-loss gain of the model over the prior, and its standard error.
+
+    Contacts of one customer are not independent: the error comes from per-customer sums.
+    """
+    diff = prior_loss - model_loss
+    _, group = np.unique(customers, return_inverse=True)
+    per_customer = np.bincount(group, weights=diff)
+    n, k = diff.size, per_customer.size
+    se = float(per_customer.std(ddof=1) * np.sqrt(k) / n) if k > 1 else float("inf")
+    return float(diff.mean()), se
 
 
 def customer_folds(
@@ -95,7 +110,8 @@ def fit_takeup(
     `accepted` (bool) and `prior_probability` (the acceptance the list predicted, calibrated).
 
     The number of rounds and the out-of-fold log-loss come from folds grouped by customer; the
-    prior's log-loss on the same rows is the bar (`report["beats_prior"]`).
+    prior's log-loss on the same rows is the bar (`report["beats_prior"]`, and `gain_se`: the
+    gain in standard errors of the paired per-customer difference).
     """
     # Contacts through a channel the config no longer has cannot be priced: leave them out.
     contacts = contacts.filter(pl.col(CHANNEL).is_in(list(channel_factors)))
@@ -127,7 +143,9 @@ def fit_takeup(
     for (_, valid), booster in zip(splits, cv["cvbooster"].boosters, strict=True):
         oof[valid] = booster.predict(x[valid], num_iteration=rounds)
     prior = contacts[PRIOR].cast(pl.Float64).to_numpy()
-    model_loss, prior_loss = _logloss(y, oof), _logloss(y, prior)
+    model_losses, prior_losses = _losses(y, oof), _losses(y, prior)
+    model_loss, prior_loss = float(model_losses.mean()), float(prior_losses.mean())
+    gain, se = paired_gain(contacts["customer_id"].to_numpy(), model_losses, prior_losses)
     booster = lgb.train({**PARAMS, "seed": seed}, data, num_boost_round=rounds)
     counts = contacts[CHANNEL].value_counts(sort=True)
     channel = str(counts[CHANNEL][0])
@@ -146,6 +164,8 @@ def fit_takeup(
             "logloss": round(model_loss, 5),
             "prior_logloss": round(prior_loss, 5),
             "beats_prior": bool(model_loss < prior_loss),
+            # The gain in standard errors: how sure the out-of-fold comparison is.
+            "gain_se": round(gain / se, 2) if se > 0 else 0.0,
             "channel": channel,
         },
     )

@@ -249,13 +249,13 @@ def with_takeup(
     }
     model = fit_takeup(contacts, columns, factors_by_channel, cfg.folds, settings.seed)
     report = {**model.report, "features": len(columns)}
-    gain = 1.0 - report["logloss"] / report["prior_logloss"]
-    report["gain"] = round(gain, 5)
-    if gain < cfg.min_gain:
+    report["gain"] = round(1.0 - report["logloss"] / report["prior_logloss"], 5)
+    if report["gain_se"] < cfg.min_gain_se:
         report |= {
             "used": False,
             "why": f"out-of-fold log-loss {report['logloss']:.4f} against the calibrated "
-            f"acceptance's {report['prior_logloss']:.4f}: not {cfg.min_gain:.1%} better",
+            f"acceptance's {report['prior_logloss']:.4f}: {report['gain_se']:.1f} standard "
+            f"errors better, {cfg.min_gain_se:.1f} needed",
         }
         return candidates, factors, report
     snap = con.sql(
@@ -270,7 +270,8 @@ def with_takeup(
     report["used"] = True
     report["why"] = (
         f"out-of-fold log-loss {report['logloss']:.4f} against the calibrated acceptance's "
-        f"{report['prior_logloss']:.4f} on customers it never saw"
+        f"{report['prior_logloss']:.4f} on customers it never saw "
+        f"({report['gain_se']:.1f} standard errors better)"
     )
     # Offers it estimates are calibrated by it; the rest keep their take-up factors.
     left = {k: v for k, v in factors.items() if k.split("__")[0] not in model.offers}
