@@ -79,7 +79,7 @@ def test_monitoring_evidently_parsing_flags_a_shifted_feature(tmp_path):
     assert same < 0.3
 
 
-def _monitored_world(root, drift_month):
+def _monitored_world(root, drift_month, current_rows: int = 100_000):
     """A small operator: champion trained before month 8, monitored at the end of month 10."""
     from datetime import date
 
@@ -96,6 +96,7 @@ def _monitored_world(root, drift_month):
         overrides={
             "simulator": {"customers": 1500, "months": 10, "drift_month": drift_month},
             "models": {"trials": 1, "horizon_days": 30, "num_boost_round": 120},
+            "monitoring": {"max_current_rows": current_rows},
         },
     )
     simulate(settings.simulator, root, seed=settings.seed)
@@ -109,7 +110,9 @@ def _monitored_world(root, drift_month):
 @pytest.mark.integration
 def test_gate_fires_on_an_injected_competitor_launch_and_stays_quiet_without(tmp_path):
     quiet = _monitored_world(tmp_path / "quiet", None)
-    launch = _monitored_world(tmp_path / "launch", 9)
+    # The launch month is compared on a sample of its customers, as a large base would be.
+    launch = _monitored_world(tmp_path / "launch", 9, current_rows=1000)
+    assert launch.rows_compared["current"] == 1000 < quiet.rows_compared["current"]
     assert quiet.decision == "ok", quiet.reasons
     # The launch moves the whole base: the gate must speak. Since the segment-relative trend
     # features (issue 17) the champion's inputs move less under a market-wide shift, so

@@ -40,6 +40,7 @@ class MonitorReport:
     reasons: list[str]
     report_paths: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    rows_compared: dict[str, int] = field(default_factory=dict)
 
 
 def _evidently(
@@ -85,6 +86,8 @@ def monitor(
     cur = load_snapshots(settings, [as_of])
     if cur.is_empty():
         raise InputError(f"no snapshot for {as_of}: run `churn features --as-of {as_of}`")
+    if cur.height > settings.monitoring.max_current_rows:
+        cur = cur.sample(settings.monitoring.max_current_rows, seed=settings.seed)
     # Columns empty on either side carry no distribution to compare; calendar-driven ones
     # (tenure, days to contract end) move every month by construction and are not drift.
     usable = [
@@ -169,6 +172,7 @@ def monitor(
         mlflow.set_tags(
             {"stage": "monitor", "decision": decision.status, "champion_version": version}
         )
+        mlflow.log_params({"reference_rows": ref.height, "current_rows": cur.height})
         mlflow.log_metrics(
             {
                 k: v
@@ -193,4 +197,5 @@ def monitor(
         decision.reasons,
         paths,
         round(time.perf_counter() - started, 2),
+        {"reference": ref.height, "current": cur.height},
     )
