@@ -225,6 +225,27 @@ def assign_control(frame: pl.DataFrame, share: float, seed: int) -> pl.Series:
     return (ranked["_r"] <= quota).alias("control_flag")
 
 
+# What offers and channels are priced on; the rest of a customer's columns join the chosen rows.
+PRICED_ON = (
+    "customer_id",
+    "segment",
+    "value_tier",
+    "credit_grade",
+    "reason_group_1",
+    "reason_group_2",
+    "reason_group_3",
+    "churn_probability",
+    "value",
+)
+
+
+def _split_priced(eligible: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(columns options are priced on, the customer's other columns keyed by customer_id)."""
+    priced = [c for c in eligible.columns if c in PRICED_ON or c.startswith(("uplift_", "accept_"))]
+    rest = [c for c in eligible.columns if c not in priced]
+    return eligible.select(priced), eligible.select("customer_id", *rest)
+
+
 def decide(
     customers: pl.DataFrame,
     cfg: RetentionConfig,
@@ -238,12 +259,16 @@ def decide(
     """Choose who gets which offer through which channel within budget and capacity."""
     budget = cfg.budget if budget is None else budget
     flagged, excluded, collections, eligible = _screen(customers, cfg, as_of)
-    options = offer_options(eligible, cfg, realisation, takeup=takeup)
+    # Every customer becomes offers × channels rows: at 1M customers, carrying all their
+    # columns into each made the list stage peak at 14 GB.
+    priced, rest = _split_priced(eligible)
+    options = offer_options(priced, cfg, realisation, takeup=takeup)
     if options.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
     ranked = best_per_channel(options)
     # Customers in order of expected value per unit of cost of their best (offer, channel).
-    best = ranked.filter(pl.col("_rank") == 0).with_columns(
+    best = ranked.filter(pl.col("_rank") == 0)
+    best = best.join(rest, on="customer_id", how="left", maintain_order="left").with_columns(
         (pl.col("accept_probability") * pl.col("offer_cost") + pl.col("_contact_cost")).alias(
             "_cost"
         )
