@@ -411,6 +411,13 @@ def test_unchanged_snapshots_are_reused_and_their_labels_refreshed(loaded, tmp_p
     assert got.filter(pl.col("as_of") == may)["churn_90d"].null_count() == 0
     parquet = pl.read_parquet(home / "features" / f"customer_snapshot_{may}.parquet")
     assert parquet["churn_90d"].null_count() == 0
-    # A change of config (here a tier cut-off) invalidates every stored snapshot.
+    # A change outside the features (a budget, a monitoring limit) keeps them reusable...
+    other = {"CHURN_RETENTION__BUDGET": "1234", "CHURN_MONITORING__MAX_CURRENT_ROWS": "5000"}
+    elsewhere = load_settings(home=home, environ=other)
+    assert build_snapshots(elsewhere, date(2025, 8, 31), history=2).reused == [
+        date(2025, 7, 31),
+        date(2025, 8, 31),
+    ]
+    # ...a change of the features config (here a tier cut-off) invalidates every one.
     changed = load_settings(home=home, environ={"CHURN_FEATURES__TIERS__GOLD": "60"})
     assert build_snapshots(changed, date(2025, 8, 31), history=2).reused == []

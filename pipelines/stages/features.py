@@ -22,7 +22,7 @@ from features.relative import add_relative_features, relative_specs
 from features.snapshot import META_COLUMNS, PLANS_NOW_SQL, feature_specs, labels_sql, snapshot_sql
 from features.split import monthly_as_of_dates
 from pipelines.stages.rollups import check_current, refresh_rollups
-from pipelines.store.config import config_hash
+from pipelines.store.config import features_hash
 from pipelines.store.errors import InputError
 from pipelines.store.warehouse import BUILD_LOG_DDL, connect
 from pipelines.store.workdir import Workdir, atomic_path, atomic_write_text
@@ -206,7 +206,7 @@ def store_snapshots(
             report.features = len(feature_columns(frame.columns))
         ordered = sorted(dates)
         con.execute("DELETE FROM feat.build_log WHERE list_contains(?, as_of)", [ordered])
-        h = config_hash(settings)
+        h = features_hash(settings)
         start, _ = data_span(con)
         lookback = lookback_days(settings.features)
         for d in ordered:
@@ -247,7 +247,8 @@ def expected_columns(settings: Settings) -> set[str]:
 
 
 def reusable(settings: Settings, con: duckdb.DuckDBPyConnection, dates: list[date]) -> set[date]:
-    """Dates already built with this config and feature set, not marked stale by late data."""
+    """Dates already built with this features config and feature set, not marked stale by late
+    data (`feat.build_log.config_hash` holds `features_hash`: other config cannot change them)."""
     con.execute(BUILD_LOG_DDL)
     columns = {
         r[0]
@@ -261,7 +262,7 @@ def reusable(settings: Settings, con: duckdb.DuckDBPyConnection, dates: list[dat
     rows = con.execute(
         "SELECT as_of FROM feat.build_log"
         " WHERE list_contains(?, as_of) AND config_hash = ? AND NOT coalesce(stale, false)",
-        [dates, config_hash(settings)],
+        [dates, features_hash(settings)],
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -452,7 +453,7 @@ def needs_build(settings: Settings, as_of: date, con=None) -> bool:
     finally:
         if own:
             con.close()
-    return row is None or row[1] or row[0] != config_hash(settings)
+    return row is None or row[1] or row[0] != features_hash(settings)
 
 
 def load_snapshots(

@@ -103,6 +103,16 @@ def load_settings(
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
 
 
+def features_hash(settings: Settings) -> str:
+    """A short fingerprint of what a feature snapshot depends on: the features section only.
+
+    A snapshot built under it stays reusable when anything else changes (a budget, a new
+    config key of a later release): rebuilding a 1M history costs minutes for nothing.
+    """
+    blob = json.dumps(settings.features.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
 def config_hash(settings: Settings) -> str:
     """A short fingerprint of the resolved business configuration (home excluded)."""
     # Who may open the cockpit is not business configuration: setting a password must not
