@@ -256,6 +256,12 @@ class UpliftConfig(Section):
     min_qini: float = Field(
         0.0, description="Held-out Qini coefficient a model needs to become champion."
     )
+    min_gain_se: float = Field(
+        2.0,
+        ge=0.0,
+        description="Standard errors (bootstrap over held-out customers) by which its held-out "
+        "Qini must beat ranking by risk to become champion.",
+    )
     learner: Literal[
         "auto", "relative", "two_model", "solo", "class_transformation", "x_learner", "dr_learner"
     ] = Field(

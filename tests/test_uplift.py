@@ -272,6 +272,30 @@ def test_uplift_becomes_champion_only_above_the_bar_and_risk_ranking(qini, qini_
     assert ok is champion and why
 
 
+def test_uplift_must_beat_risk_ranking_by_more_than_noise():
+    from models.uplift import uplift_gate
+
+    # The 200k world that lost 70 % of its profit: 0.0042 against 0.0036 is within noise.
+    ok, why = uplift_gate(0.0042, 0.0036, 0.0, gain_se=0.003, min_gain_se=2.0)
+    assert not ok and "2 standard errors" in why
+    assert uplift_gate(0.0142, 0.0036, 0.0, gain_se=0.003, min_gain_se=2.0)[0]
+
+
+def test_qini_gain_se_shrinks_with_more_customers_and_is_zero_for_the_same_score():
+    from models.uplift import qini_gain_se
+
+    rng = np.random.default_rng(3)
+    ses = []
+    for n in (1000, 8000):
+        t = rng.random(n) < 0.5
+        churned = (rng.random(n) < np.where(t, 0.05, 0.08)).astype(int)
+        score, baseline = rng.random(n), rng.random(n)
+        ids = np.arange(n).astype(str)
+        ses.append(qini_gain_se(churned, t, score, baseline, ids, draws=100))
+        assert qini_gain_se(churned, t, score, score, ids, draws=50) == 0.0
+    assert ses[1] < 0.6 * ses[0]
+
+
 def test_campaign_loop_chooses_a_learner_by_customer_folds_and_fits_it_per_offer():
     from models.uplift_eval import choose_campaign_learner
     from models.uplift_holdout import mark_held_out, split_held_out

@@ -26,6 +26,7 @@ from models.uplift import (
     fit_campaign_uplift,
     fit_risk,
     qini_coefficient,
+    qini_gain_se,
     uplift_gate,
 )
 from models.uplift_eval import choose_campaign_learner
@@ -185,11 +186,17 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
     except ValueError as exc:
         return UpliftResult(False, f"uplift not trained: {exc}")
     y, t = hold["churned"].to_numpy(), hold["treated"].to_numpy()
+    gain_se = 0.0
     if t.all() or not t.any():
         qini = qini_risk = None
     else:
-        qini = qini_coefficient(y, t, model.uplift(hold, hold[OFFER_COLUMN]))
-        qini_risk = qini_coefficient(y, t, risk.predict(hold))
+        score, baseline = model.uplift(hold, hold[OFFER_COLUMN]), risk.predict(hold)
+        qini = qini_coefficient(y, t, score)
+        qini_risk = qini_coefficient(y, t, baseline)
+        if cfg.min_gain_se > 0:
+            gain_se = qini_gain_se(
+                y, t, score, baseline, hold["customer_id"].to_numpy(), seed=settings.seed
+            )
     lists = sorted(set(map(str, listed["as_of"].unique().to_list())))
     rows = {
         "treated": train.height - control.height,
@@ -197,7 +204,7 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
         "control_on_lists": int(control["listed"].sum()),
         "held_out": hold.height,
     }
-    champion, why = uplift_gate(qini, qini_risk, cfg.min_qini)
+    champion, why = uplift_gate(qini, qini_risk, cfg.min_qini, gain_se, cfg.min_gain_se)
     client, experiment_id = experiment_client(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-uplift-{lists[-1]}"):
         mlflow.set_tags({"model": UPLIFT_MODEL, "stage": "train", "git_commit": git_commit()})
@@ -217,7 +224,9 @@ def train_uplift(settings: Settings, as_of: date | None = None) -> UpliftResult:
             }
         )
         if qini is not None:
-            mlflow.log_metrics({"qini": qini, "qini_rank_by_risk": qini_risk})
+            mlflow.log_metrics(
+                {"qini": qini, "qini_rank_by_risk": qini_risk, "qini_gain_se": gain_se}
+            )
         finite = {f"inner_qini_{k}": v for k, v in inner.items() if v > float("-inf")}
         if finite:
             mlflow.log_metrics(finite)
