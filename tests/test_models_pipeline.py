@@ -71,7 +71,7 @@ def synthetic_snapshots(n: int = 1500, seed: int = 0) -> pl.DataFrame:
 
 
 def write_snapshots(settings, frame: pl.DataFrame) -> None:
-    from pipelines.store.config import config_hash
+    from pipelines.store.config import features_hash
 
     wd = Workdir.from_settings(settings)
     wd.home.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def write_snapshots(settings, frame: pl.DataFrame) -> None:
         for d in AS_OF:
             con.execute(
                 "INSERT INTO feat.build_log VALUES (?, ?, now()::TIMESTAMP, ?, false)",
-                [d, config_hash(settings), frame.filter(pl.col("as_of") == d).height],
+                [d, features_hash(settings), frame.filter(pl.col("as_of") == d).height],
             )
     finally:
         con.close()
