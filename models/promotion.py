@@ -56,7 +56,9 @@ def decide(
             f"({_floor(challenger)})",
         )
     c_new, c_old = challenger[metric], champion[metric]
-    if c_new < c_old + rule.margin:
+    # A tie keeps the champion: a retrain on the same data from its parameters reproduces it,
+    # and "0.2933 beats 0.2933" only churns versions.
+    if c_new <= c_old + rule.margin:
         return GateDecision(
             False, f"{metric} {c_new:.4f} does not beat the champion's {c_old:.4f} by {rule.margin}"
         )

@@ -205,12 +205,16 @@ def _m(pr_auc, brier=0.05, roc_auc=0.8, positive_rate=0.06):
         (_m(0.50), _m(0.52), False),
         (_m(0.55), _m(0.52), True),
         (_m(0.521), _m(0.52), False),  # below margin
+        (_m(0.52), _m(0.52), False),  # a tie keeps the champion
         (_m(0.60, brier=0.09), _m(0.52), False),  # calibration worse
     ],
 )
 def test_gate_never_promotes_a_worse_model(challenger, champion, promote):
     rule = PromotionConfig(primary_metric="pr_auc", margin=0.01, brier_tolerance=0.005)
     assert decide(challenger, champion, rule).promote is promote
+    # With no margin too: the same model again is no improvement.
+    if champion is not None and challenger["pr_auc"] == champion["pr_auc"]:
+        assert not decide(challenger, champion, rule.model_copy(update={"margin": 0.0})).promote
 
 
 @pytest.mark.parametrize(
