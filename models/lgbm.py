@@ -314,10 +314,11 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
     )
-    if warm is not None:
-        study.enqueue_trial(within_space(warm, space))
-    if warm is None or within_space(warm, space) != first_trial(space):
-        study.enqueue_trial(first_trial(space))
+    defaults = first_trial(space)
+    start = within_space(warm, space) if warm is not None else defaults
+    study.enqueue_trial(start)
+    if start != defaults:
+        study.enqueue_trial(defaults)
     study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=show_progress_bar)
     return dict(study.best_params), float(study.best_value)
 

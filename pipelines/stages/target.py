@@ -20,6 +20,7 @@ from features.columns import feature_columns
 from models.calibration_watch import apply_shift
 from models.takeup import PRIOR, fit_takeup
 from pipelines.stages.calibration_watch import watch
+from pipelines.stages.features import load_snapshots
 from pipelines.stages.uplift import with_uplift
 from pipelines.store.config import config_hash
 from pipelines.store.errors import InputError
@@ -165,50 +166,41 @@ def offer_realisation(con, settings: Settings, as_of: date) -> dict[str, float]:
     }
 
 
+def played_out_contacts(con, as_of: date, with_snapshot: bool = False) -> pl.DataFrame:
+    """Carried-out contacts of lists before `as_of` whose responses are in: offer, channel, the
+    acceptance the list predicted and whether it was taken up; with `with_snapshot`, also the
+    customer's snapshot at the list date (empty before any campaign has played out)."""
+    snapshot = (
+        "JOIN feat.customer_snapshot f ON f.customer_id = l.customer_id AND f.as_of = m.as_of"
+        if with_snapshot
+        else ""
+    )
+    try:
+        return con.sql(
+            f"""
+            SELECT {"f.*," if with_snapshot else ""} l.offer, l.channel, l.accept_probability,
+                   c.response = 'accepted' AS accepted
+            FROM retention.retention_lists l
+            JOIN retention.list_manifest m USING (list_id)
+            JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
+            {snapshot}
+            WHERE NOT l.control_flag AND NOT c.control_flag AND c.response IS NOT NULL
+              AND m.as_of < $as_of AND c.contact_date <= $as_of
+              AND l.accept_probability IS NOT NULL
+            ORDER BY m.as_of, l.customer_id, l.list_id
+            """,  # noqa: S608 - fixed SQL fragments only
+            params={"as_of": as_of},
+        ).pl()
+    except (duckdb.CatalogException, duckdb.BinderException):  # no campaign played out yet
+        return pl.DataFrame()
+
+
 def offer_takeup(con, settings: Settings, as_of: date) -> dict[str, float]:
     """Per offer × channel and per offer: take-ups campaign responses showed over predicted ones."""
     cfg = settings.retention.takeup
     if not cfg.enabled:
         return {}
-    try:
-        contacts = con.sql(
-            """
-            SELECT l.offer, l.channel, l.accept_probability, c.response = 'accepted' AS accepted
-            FROM retention.retention_lists l
-            JOIN retention.list_manifest m USING (list_id)
-            JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
-            WHERE NOT l.control_flag AND NOT c.control_flag AND c.response IS NOT NULL
-              AND m.as_of < $as_of AND c.contact_date <= $as_of
-              AND l.accept_probability IS NOT NULL
-            """,
-            params={"as_of": as_of},
-        ).pl()
-    except (duckdb.CatalogException, duckdb.BinderException):  # no campaign played out yet
-        return {}
-    return takeup_factors(contacts, cfg.prior_strength)
-
-
-def takeup_contacts(con, as_of: date) -> pl.DataFrame:
-    """Carried-out contacts of lists before `as_of` with the customer's snapshot at the list date,
-    the offer, channel, predicted acceptance and whether it was taken up."""
-    try:
-        return con.sql(
-            """
-            SELECT f.*, l.offer, l.channel, l.accept_probability,
-                   c.response = 'accepted' AS accepted
-            FROM retention.retention_lists l
-            JOIN retention.list_manifest m USING (list_id)
-            JOIN raw.contacts c ON c.list_id = l.list_id AND c.customer_id = l.customer_id
-            JOIN feat.customer_snapshot f ON f.customer_id = l.customer_id AND f.as_of = m.as_of
-            WHERE NOT l.control_flag AND NOT c.control_flag AND c.response IS NOT NULL
-              AND m.as_of < $as_of AND c.contact_date <= $as_of
-              AND l.accept_probability IS NOT NULL
-            ORDER BY m.as_of, l.customer_id, l.list_id
-            """,
-            params={"as_of": as_of},
-        ).pl()
-    except (duckdb.CatalogException, duckdb.BinderException):  # no campaign played out yet
-        return pl.DataFrame()
+    return takeup_factors(played_out_contacts(con, as_of), cfg.prior_strength)
 
 
 def with_takeup(
@@ -227,7 +219,7 @@ def with_takeup(
     cfg = settings.retention.takeup
     if not (cfg.enabled and cfg.model):
         return candidates, factors, None
-    contacts = takeup_contacts(con, as_of)
+    contacts = played_out_contacts(con, as_of, with_snapshot=True)
     accepted = int(contacts["accepted"].sum()) if contacts.height else 0
     if contacts.height < cfg.min_contacts or accepted < cfg.min_accepted:
         why = (
@@ -258,10 +250,7 @@ def with_takeup(
             f"errors better, {cfg.min_gain_se:.1f} needed",
         }
         return candidates, factors, report
-    snap = con.sql(
-        "SELECT * FROM feat.customer_snapshot WHERE as_of = $as_of ORDER BY customer_id",
-        params={"as_of": as_of},
-    ).pl()
+    snap = load_snapshots(settings, [as_of], con=con)
     snap = snap.join(candidates.select("customer_id"), on="customer_id", how="semi")
     offers = [o.name for o in settings.retention.offers]
     accept = pl.concat(
