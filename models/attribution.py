@@ -25,6 +25,19 @@ class PathTable:
     leaf_features: sparse.csr_matrix  # (all leaves, features + 1); the last column stays 0
     bias: float
 
+    def per_tree(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each tree's split features and their (features, leaves) table of changes, built once."""
+        cached = self.__dict__.get("_per_tree")
+        if cached is None:
+            ends = np.append(self.offsets[1:], self.leaf_features.shape[0])
+            cached = []
+            for start, end in zip(self.offsets, ends, strict=True):
+                block = self.leaf_features[start:end].tocsc()
+                used = np.flatnonzero(np.diff(block.indptr))
+                cached.append((used, np.ascontiguousarray(block[:, used].toarray().T)))
+            self.__dict__["_per_tree"] = cached
+        return cached
+
 
 def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTable:
     dump = booster.dump_model(num_iteration=num_iteration)
@@ -68,33 +81,32 @@ def path_contributions(
     num_iteration: int | None = None,
     chunk: int = 20_000,
     threads: int | None = None,
+    block: int = 2_000,
 ) -> np.ndarray:
     """(rows, features + 1) contributions to the log-odds; the last column is the bias.
 
     `threads` caps LightGBM's threads for the leaf lookups (callers running several parts side
     by side give each one).
     """
-    leaves_total, width = table.leaf_features.shape
+    width = table.leaf_features.shape[1]
     out = np.empty((len(matrix), width))
-    trees = len(table.offsets)
-    # 32-bit leaf ids, shifted in place, and one shared ones/indptr: at 300k customers × 330 trees
-    # the 64-bit copies and fresh buffers cost as much as the sparse product itself.
-    index = np.int32 if chunk * trees < 2**31 and leaves_total < 2**31 else np.int64
-    offsets = table.offsets.astype(index)
-    ones = np.ones(chunk * trees)
+    per_tree = table.per_tree()
     caps = {"num_threads": threads} if threads else {}
-    indptr = np.arange(0, chunk * trees + 1, trees, dtype=index)
     for start in range(0, len(matrix), chunk):
         part = matrix[start : start + chunk]
         leaves = booster.predict(part, num_iteration=num_iteration, pred_leaf=True, **caps)
-        ids = np.asarray(leaves, dtype=index).reshape(len(part), trees)
-        ids += offsets
-        n = len(part)
-        # One row per customer with a 1 at each leaf it reached: × leaf-by-feature = its sums.
-        reached = sparse.csr_matrix(
-            (ones[: n * trees], ids.ravel(), indptr[: n + 1]), shape=(n, leaves_total), copy=False
-        )
-        out[start : start + n] = (reached @ table.leaf_features).toarray()
+        # Tree by tree, each split feature's change at the leaf each customer reached, added in
+        # feature-major blocks small enough to stay in cache: a tree splits on a few features, so
+        # this is a few lookups per tree and customer (a sparse leaf × feature product did the
+        # same sums 2.4× slower at 300k customers × 330 trees).
+        ids = np.asarray(leaves, dtype=np.int32).reshape(len(part), len(per_tree))
+        for first in range(0, len(part), block):
+            reached = np.ascontiguousarray(ids[first : first + block].T)
+            acc = np.zeros((width, reached.shape[1]))
+            for t, (used, changes) in enumerate(per_tree):
+                if used.size:
+                    acc[used] += np.take(changes, reached[t], axis=1)
+            out[start + first : start + first + reached.shape[1]] = acc.T
     out[:, -1] = table.bias
     return out
 

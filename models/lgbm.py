@@ -140,6 +140,7 @@ class TrainedModel:
         table = self.__dict__.get("_paths")
         if table is None:
             table = self.__dict__["_paths"] = path_table(self.booster, self.best_iteration)
+            table.per_tree()  # before parts running side by side share it
         return table
 
     def importance(self) -> dict[str, float]:
