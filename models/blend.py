@@ -56,6 +56,12 @@ def _signed_log(a: np.ndarray) -> np.ndarray:
     return np.sign(a) * np.log1p(np.abs(a))
 
 
+def _single(design):
+    """The design in single precision: L-BFGS reads it hundreds of times per fit, and half the
+    bytes is 2.5× faster at 32k × 622 with the same held-out ROC-AUC (to 1e-4)."""
+    return design.astype(np.float32)
+
+
 def _preprocessor(frame: pl.DataFrame, columns: Sequence[str], knots: int):
     numeric = [c_ for c_ in columns if frame.schema[c_] not in (pl.Utf8, pl.Categorical)]
     categorical = [c_ for c_ in columns if c_ not in numeric]
@@ -80,6 +86,48 @@ def _preprocessor(frame: pl.DataFrame, columns: Sequence[str], knots: int):
     return numeric, categorical, ColumnTransformer(parts)
 
 
+@dataclass
+class LinearDesign:
+    """The linear side's prepared columns for a frame: fitted once, sliced by row for inner folds."""
+
+    numeric: list[str]
+    categorical: list[str]
+    prep: ColumnTransformer
+    design: Any  # rows × prepared columns, single precision
+
+    @classmethod
+    def fit(cls, frame: pl.DataFrame, columns: Sequence[str], knots: int = 5) -> LinearDesign:
+        numeric, categorical, prep = _preprocessor(frame, columns, knots)
+        shell = LinearModel(numeric, categorical, Pipeline([("prep", prep)]))
+        with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+            # A column with a few distinct values gets repeated spline knots: expected, harmless.
+            warnings.simplefilter("ignore", UserWarning)
+            design = _single(prep.fit_transform(shell._frame(frame)))
+        return cls(numeric, categorical, prep, design)
+
+    def path(self, rows, y: np.ndarray, cs: Sequence[float]) -> dict[float, LogisticRegression]:
+        """One regression per inverse L2 strength `c` on these rows, from the strongest penalty
+        up, each starting from the last one's coefficients (a regularisation path)."""
+        out: dict[float, LogisticRegression] = {}
+        design = self.design if rows is None else self.design[rows]
+        # Threaded BLAS only costs on matrices this small, and stalls badly on a busy machine.
+        with threadpool_limits(1, user_api="blas"):
+            lr = LogisticRegression(max_iter=3000, warm_start=True)
+            for c in sorted(cs):
+                lr.set_params(C=c)
+                lr.fit(design, y)
+                out[c] = copy.deepcopy(lr)
+        return out
+
+    def predict(self, lr: LogisticRegression, rows) -> np.ndarray:
+        with threadpool_limits(1, user_api="blas"):
+            return lr.predict_proba(self.design[rows])[:, 1]
+
+    def model(self, lr: LogisticRegression) -> LinearModel:
+        steps = [("prep", self.prep), ("single", FunctionTransformer(_single)), ("lr", lr)]
+        return LinearModel(self.numeric, self.categorical, Pipeline(steps))
+
+
 def fit_linear_path(
     frame: pl.DataFrame,
     y: np.ndarray,
@@ -87,26 +135,9 @@ def fit_linear_path(
     cs: Sequence[float] = (0.1,),
     knots: int = 5,
 ) -> dict[float, LinearModel]:
-    """One linear model per inverse L2 strength `c`, sharing one fitted preprocessing.
-
-    The columns are prepared once and the regressions run from the strongest penalty up, each
-    starting from the last one's coefficients (a regularisation path: far fewer iterations).
-    """
-    numeric, categorical, prep = _preprocessor(frame, columns, knots)
-    out: dict[float, LinearModel] = {}
-    # Threaded BLAS only costs on matrices this small, and stalls badly on a busy machine.
-    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
-        # A column with a few distinct values gets repeated spline knots: expected, harmless.
-        warnings.simplefilter("ignore", UserWarning)
-        shell = LinearModel(numeric, categorical, Pipeline([("prep", prep)]))
-        design = prep.fit_transform(shell._frame(frame), y)
-        lr = LogisticRegression(max_iter=3000, warm_start=True)
-        for c in sorted(cs):
-            lr.set_params(C=c)
-            lr.fit(design, y)
-            fitted = copy.deepcopy(lr)
-            out[c] = LinearModel(numeric, categorical, Pipeline([("prep", prep), ("lr", fitted)]))
-    return out
+    """One linear model per inverse L2 strength `c`, sharing one fitted preprocessing."""
+    prepared = LinearDesign.fit(frame, columns, knots)
+    return {c: prepared.model(lr) for c, lr in prepared.path(None, y, cs).items()}
 
 
 def fit_linear(
@@ -183,17 +214,21 @@ def fit_blend(
     y = np.asarray(y, dtype=float)
     tree_oof = np.zeros(len(y))
     linear_oof = {c: np.zeros(len(y)) for c in cs}
+    # The linear side's columns are prepared once for all inner folds: its scaling and spline
+    # knots read the feature values of these (training) rows, never a label, and preparing them
+    # per inner fold cost a fifth of a 50k-row fold.
+    prepared = LinearDesign.fit(frame, columns, knots)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (tr, va) in enumerate(skf.split(np.zeros(len(y)), y)):
         tree_oof[va] = fit_tree(frame[tr], y[tr], seed + 101 * (k + 1)).predict(frame[va])
-        for c, lin in fit_linear_path(frame[tr], y[tr], columns, cs, knots).items():
-            linear_oof[c][va] = lin.predict(frame[va])
+        for c, lr in prepared.path(tr, y[tr], cs).items():
+            linear_oof[c][va] = prepared.predict(lr, va)
     tree_scale = fit_calibrator(tree_oof, y, "platt", seed=seed)
     tree_oof = tree_scale(tree_oof)
     c, w, auc = choose(tree_oof, linear_oof, y, weights)
     calibrator = fit_calibrator((1 - w) * tree_oof + w * linear_oof[c], y, "auto", seed=seed)
     tree = fit_tree(frame, y, seed)
-    linear = fit_linear(frame, y, columns, c, knots) if w > 0 else None
+    linear = prepared.model(prepared.path(None, y, [c])[c]) if w > 0 else None
     info = {
         "blend_weight_linear": w,
         "blend_linear_c": c,
