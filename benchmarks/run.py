@@ -37,30 +37,44 @@ def machine_info() -> dict[str, object]:
     }
 
 
+def _run_echoing(cmd: list[str], env: dict) -> tuple[str | None, str]:
+    """Run a child, passing its stderr through as it comes (a cycle stage runs for minutes and
+    says where it is); (its stdout or None when it failed, the last of its stderr)."""
+    import collections
+    import threading
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
+    )
+    last: collections.deque[str] = collections.deque(maxlen=200)
+
+    def echo() -> None:
+        for line in proc.stderr:
+            last.append(line)
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    reader = threading.Thread(target=echo, daemon=True)
+    reader.start()
+    stdout = proc.stdout.read()
+    proc.wait()
+    reader.join()
+    return (stdout if proc.returncode == 0 else None), "".join(last)
+
+
 def run_stage(stage: str, home: Path, customers: int, months: int, trials: int) -> dict[str, float]:
     """Run one stage in a child process; return wall seconds, peak RSS and rows processed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.stage",
-            stage,
-            str(home),
-            str(customers),
-            str(months),
-            str(trials),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"},
-    )
+    cmd = [sys.executable, "-m", "benchmarks.stage", stage, str(home), str(customers)]
+    cmd += [str(months), str(trials)]
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "ERROR"}
+    stdout, tail = _run_echoing(cmd, env)
     seconds = time.perf_counter() - started
-    if out.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed:\n{out.stderr[-3000:]}")
+    if stdout is None:
+        raise RuntimeError(f"stage {stage} failed:\n{tail[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    detail = json.loads(out.stdout.strip().splitlines()[-1])
+    detail = json.loads(stdout.strip().splitlines()[-1])
     # ru_maxrss of children is the max over all children so far: exact when it grows, a lower
     # bound otherwise — the child reports its own peak too, and we keep the larger.
     rss_mb = max(detail.get("peak_rss_mb", 0.0), (peak if peak > before else 0) / 1024)
