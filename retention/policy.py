@@ -208,6 +208,27 @@ def best_per_channel(options: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.int_range(pl.len()).over("customer_id").alias("_rank"))
 
 
+def channel_bests(
+    priced: pl.DataFrame,
+    cfg: RetentionConfig,
+    realisation: dict[str, float] | None = None,
+    takeup: dict[str, float] | None = None,
+) -> pl.DataFrame:
+    """best_per_channel over every offer and open channel, priced one channel at a time.
+
+    Only a channel's best offer per customer can be chosen, so the options never hold every
+    offer × channel row at once (the 1M list stage peaked at 9.7 GB holding them).
+    """
+    per_channel = []
+    for channel in [c for c, v in cfg.channels.items() if v.capacity > 0]:
+        options = offer_options(priced, cfg, realisation, [channel], takeup)
+        if not options.is_empty():
+            per_channel.append(best_per_channel(options))
+    if not per_channel:
+        return pl.DataFrame()
+    return best_per_channel(pl.concat(per_channel, how="diagonal_relaxed"))
+
+
 def assign_control(frame: pl.DataFrame, share: float, seed: int) -> pl.Series:
     """A random share of each (value tier × risk decile) stratum, reproducible from the seed."""
     rng = np.random.default_rng(seed)
@@ -262,10 +283,9 @@ def decide(
     # Every customer becomes offers × channels rows: at 1M customers, carrying all their
     # columns into each made the list stage peak at 14 GB.
     priced, rest = _split_priced(eligible)
-    options = offer_options(priced, cfg, realisation, takeup=takeup)
-    if options.is_empty():
+    ranked = channel_bests(priced, cfg, realisation, takeup)
+    if ranked.is_empty():
         return PolicyResult(_empty_list(), collections, excluded, 0.0)
-    ranked = best_per_channel(options)
     # Customers in order of expected value per unit of cost of their best (offer, channel).
     best = ranked.filter(pl.col("_rank") == 0)
     best = best.join(rest, on="customer_id", how="left", maintain_order="left").with_columns(

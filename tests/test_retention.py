@@ -425,3 +425,22 @@ def test_customers_far_behind_on_payment_go_to_collections_not_retention(cfg):
     # A higher threshold lets them back in.
     lenient = run(cfg, frame, budget=1e6, min_expected_value=-1e9, max_days_past_due=365)
     assert "arrears" not in lenient.excluded
+
+
+def test_channels_priced_one_at_a_time_rank_as_all_options_at_once(cfg):
+    """The list stage prices one channel at a time to bound its memory; each customer's best
+    offer per channel, and the ranking across channels, are those of every option at once."""
+    from retention.policy import (
+        _split_priced,
+        _with_value,
+        best_per_channel,
+        channel_bests,
+        offer_options,
+    )
+
+    priced, _ = _split_priced(_with_value(customers(3000, 5), cfg))
+    takeup = {"discount__sms": 0.5, "loyalty_bonus": 0.7}  # a channel and a pooled factor
+    expected = best_per_channel(offer_options(priced, cfg, takeup=takeup))
+    got = channel_bests(priced, cfg, takeup=takeup)
+    assert got.height == expected.height > 3000  # several channels per customer
+    assert got.select(expected.columns).equals(expected)
