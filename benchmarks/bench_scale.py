@@ -72,7 +72,7 @@ def score_parts(settings, as_of: date) -> dict:
     import numpy as np
 
     from configs.contracts import CHURN_MODEL, CREDIT_MODEL
-    from models.scoring import _cores, _side_by_side, explain_part, risk_deciles
+    from models.scoring import explain_locally, risk_deciles
     from pipelines.stages.features import load_snapshots
     from pipelines.store.registry import load_bundle
 
@@ -91,9 +91,7 @@ def score_parts(settings, as_of: date) -> dict:
     out["bare_credit_seconds"] = round(time.perf_counter() - t0, 2)
     explain = np.flatnonzero(risk_deciles(p) >= settings.scoring.reason_code_min_decile)
     t0 = time.perf_counter()
-    churn.path_table()
-    chunks = np.array_split(explain, _cores())
-    _side_by_side(explain_part, [(snap, churn, settings, c, matrix, 1) for c in chunks])
+    explain_locally(snap, churn, settings, explain, matrix)
     out["reasons_seconds"] = round(time.perf_counter() - t0, 2)
     out.update(trees=churn.best_iteration, explained=int(explain.size))
     return out

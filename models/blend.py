@@ -128,18 +128,6 @@ class LinearDesign:
         return LinearModel(self.numeric, self.categorical, Pipeline(steps))
 
 
-def fit_linear_path(
-    frame: pl.DataFrame,
-    y: np.ndarray,
-    columns: Sequence[str],
-    cs: Sequence[float] = (0.1,),
-    knots: int = 5,
-) -> dict[float, LinearModel]:
-    """One linear model per inverse L2 strength `c`, sharing one fitted preprocessing."""
-    prepared = LinearDesign.fit(frame, columns, knots)
-    return {c: prepared.model(lr) for c, lr in prepared.path(None, y, cs).items()}
-
-
 def fit_linear(
     frame: pl.DataFrame,
     y: np.ndarray,
@@ -148,7 +136,8 @@ def fit_linear(
     knots: int = 5,
 ) -> LinearModel:
     """Fit the linear side of the blend; `c` is the inverse L2 strength, `knots` of the splines."""
-    return fit_linear_path(frame, y, columns, (c,), knots)[c]
+    prepared = LinearDesign.fit(frame, columns, knots)
+    return prepared.model(prepared.path(None, y, [c])[c])
 
 
 @dataclass

@@ -129,6 +129,20 @@ def customer_partitions(snap: pl.DataFrame, parts: int) -> list[np.ndarray]:
     return [np.flatnonzero(key == k) for k in range(parts)]
 
 
+def explain_locally(
+    snap: pl.DataFrame, churn_model, settings: Settings, rows: np.ndarray, matrix: np.ndarray
+) -> tuple[list[np.ndarray], list]:
+    """explain_part over `rows`, one part per core with LightGBM on one thread each: the parts'
+    single-threaded steps (the per-tree sums, wording) then overlap instead of leaving a core
+    idle (7.0 → 5.5 s for 300k customers on 2 cores). Returns the parts and their results."""
+    chunks = np.array_split(rows, _cores())
+    if settings.scoring.reason_method == "path":
+        churn_model.path_table()  # built once, before the parts share it
+    return chunks, _side_by_side(
+        explain_part, [(snap, churn_model, settings, c, matrix, 1) for c in chunks]
+    )
+
+
 def score_frame(
     snap: pl.DataFrame, churn_model, credit_model, settings: Settings, run_parts=None
 ) -> pl.DataFrame:
@@ -160,15 +174,7 @@ def score_frame(
     }
     if explain.size:
         if local:
-            # One part per core, LightGBM on one thread each: the parts' single-threaded steps
-            # (sparse product, wording) then overlap instead of leaving a core idle (7.0 → 5.5 s
-            # for 300k customers on 2 cores).
-            chunks = np.array_split(explain, _cores())
-            if settings.scoring.reason_method == "path":
-                churn_model.path_table()  # built once, before the parts share it
-            results = _side_by_side(
-                explain_part, [(snap, churn_model, settings, c, matrix, 1) for c in chunks]
-            )
+            chunks, results = explain_locally(snap, churn_model, settings, explain, matrix)
         else:
             member = np.zeros(snap.height, dtype=bool)
             member[explain] = True

@@ -104,6 +104,11 @@ def channel_factor(cfg: RetentionConfig, channel: str) -> float:
     return ch.reach * ch.persuasion
 
 
+def open_channels(cfg: RetentionConfig) -> list[str]:
+    """Channels with capacity this month, in configured order."""
+    return [c for c, v in cfg.channels.items() if v.capacity > 0]
+
+
 def offer_options(
     eligible: pl.DataFrame,
     cfg: RetentionConfig,
@@ -124,7 +129,7 @@ def offer_options(
     frames = []
     groups = pl.concat_list(["reason_group_1", "reason_group_2", "reason_group_3"])
     weak = pl.col("credit_grade").is_in(cfg.weak_grades)
-    channels = channels or [c for c, v in cfg.channels.items() if v.capacity > 0]
+    channels = channels or open_channels(cfg)
     ref = cfg.uplift.reference_channel
     ref_factor = channel_factor(cfg, ref) if ref in cfg.channels else 1.0
     response = cfg.response_prior
@@ -220,7 +225,7 @@ def channel_bests(
     offer × channel row at once (the 1M list stage peaked at 9.7 GB holding them).
     """
     per_channel = []
-    for channel in [c for c, v in cfg.channels.items() if v.capacity > 0]:
+    for channel in open_channels(cfg):
         options = offer_options(priced, cfg, realisation, [channel], takeup)
         if not options.is_empty():
             per_channel.append(best_per_channel(options))

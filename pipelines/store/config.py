@@ -109,8 +109,7 @@ def features_hash(settings: Settings) -> str:
     A snapshot built under it stays reusable when anything else changes (a budget, a new
     config key of a later release): rebuilding a 1M history costs minutes for nothing.
     """
-    blob = json.dumps(settings.features.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return _fingerprint(settings.features.model_dump(mode="json"))
 
 
 def config_hash(settings: Settings) -> str:
@@ -121,5 +120,10 @@ def config_hash(settings: Settings) -> str:
         mode="json",
         exclude={"home": True, "security": {"dashboard_password", "marketing_password"}},
     )
+    return _fingerprint(payload)
+
+
+def _fingerprint(payload: dict) -> str:
+    """12 hex digits of the SHA-256 of a settings dump with sorted keys."""
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
