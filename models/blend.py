@@ -142,7 +142,8 @@ def fit_linear(
 
 @dataclass
 class BlendModel:
-    """Calibrated mix of the tree model's and the linear model's probabilities."""
+    """Calibrated mix of the tree model's, the linear model's and (small tables) the additive
+    model's probabilities."""
 
     tree: Predictor
     linear: LinearModel | None
@@ -152,15 +153,19 @@ class BlendModel:
     # Puts the tree's scores on the probability scale before mixing (Platt on its out-of-fold
     # scores): a tree trained with weighted positives would otherwise outweigh its share.
     tree_scale: Calibrator | None = None
+    additive: Predictor | None = None
+    additive_weight: float = 0.0
 
     def tree_probability(self, frame: pl.DataFrame) -> np.ndarray:
         p = self.tree.predict(frame)
         return self.tree_scale(p) if self.tree_scale is not None else p
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        p = self.tree_probability(frame)
+        p = (1 - self.weight - self.additive_weight) * self.tree_probability(frame)
         if self.linear is not None and self.weight > 0:
-            p = (1 - self.weight) * p + self.weight * self.linear.predict(frame)
+            p = p + self.weight * self.linear.predict(frame)
+        if self.additive is not None and self.additive_weight > 0:
+            p = p + self.additive_weight * self.additive.predict(frame)
         return np.clip(self.calibrator(p), 0.0, 1.0)
 
 
@@ -169,17 +174,27 @@ def choose(
     linear_oof: dict[float, np.ndarray],
     y: np.ndarray,
     weights: Sequence[float],
-) -> tuple[float, float, float]:
-    """(C, linear weight, ROC-AUC) with the best out-of-fold ROC-AUC; ties go to less linear.
+    additive_oof: np.ndarray | None = None,
+) -> tuple[float, float, float, float]:
+    """(C, linear weight, additive weight, ROC-AUC) with the best out-of-fold ROC-AUC.
 
-    Ranking picks the mix; the calibrator fitted afterwards turns the mix into probabilities.
+    Ties go to the simpler mix: less additive, then less linear. Ranking picks the mix; the
+    calibrator fitted afterwards turns the mix into probabilities.
     """
-    best = (0.0, 0.0, -1.0)
+    best = (0.0, 0.0, 0.0, -1.0)
+    extra = sorted(weights) if additive_oof is not None else [0.0]
     for c, lin in sorted(linear_oof.items()):
-        for w in sorted(weights):
-            auc = float(roc_auc_score(y, (1 - w) * tree_oof + w * lin))
-            if auc > best[2] + 1e-6 or (w < best[1] and auc > best[2] - 1e-9):
-                best = (c, w, auc)
+        for a in extra:
+            for w in sorted(weights):
+                if w + a > 1 + 1e-9:
+                    continue
+                mix = (1 - w - a) * tree_oof + w * lin
+                if a > 0:
+                    mix = mix + a * additive_oof
+                auc = float(roc_auc_score(y, mix))
+                simpler = (a, w) < (best[2], best[1])
+                if auc > best[3] + 1e-6 or (simpler and auc > best[3] - 1e-9):
+                    best = (c, w, a, auc)
     return best
 
 
@@ -193,16 +208,20 @@ def fit_blend(
     cs: Sequence[float] = (0.03, 0.1, 0.3, 1.0),
     knots: int = 5,
     seed: int = 0,
+    fit_additive: Callable[[pl.DataFrame, np.ndarray, int], Predictor] | None = None,
 ) -> BlendModel:
     """Pick C and the linear weight on out-of-fold predictions of `frame` only, then refit on all.
 
     `fit_tree(frame, y, seed)` returns a tree model (its scores need only rank: the blend is
     recalibrated on its out-of-fold predictions); it is called once per inner fold and once on
     all rows, so a cheap one (a fixed number of trees, no early stopping) keeps this affordable.
+    `fit_additive`, when given, is a third member fitted on the same inner folds; the weights
+    of all three are chosen together, and a member with weight 0 is not refitted.
     """
     y = np.asarray(y, dtype=float)
     tree_oof = np.zeros(len(y))
     linear_oof = {c: np.zeros(len(y)) for c in cs}
+    additive_oof = np.zeros(len(y)) if fit_additive is not None else None
     # The linear side's columns are prepared once for all inner folds: its scaling and spline
     # knots read the feature values of these (training) rows, never a label, and preparing them
     # per inner fold cost a fifth of a 50k-row fold.
@@ -212,12 +231,20 @@ def fit_blend(
         tree_oof[va] = fit_tree(frame[tr], y[tr], seed + 101 * (k + 1)).predict(frame[va])
         for c, lr in prepared.path(tr, y[tr], cs).items():
             linear_oof[c][va] = prepared.predict(lr, va)
+        if fit_additive is not None and additive_oof is not None:
+            additive_oof[va] = fit_additive(frame[tr], y[tr], seed + 101 * (k + 1)).predict(
+                frame[va]
+            )
     tree_scale = fit_calibrator(tree_oof, y, "platt", seed=seed)
     tree_oof = tree_scale(tree_oof)
-    c, w, auc = choose(tree_oof, linear_oof, y, weights)
-    calibrator = fit_calibrator((1 - w) * tree_oof + w * linear_oof[c], y, "auto", seed=seed)
+    c, w, a, auc = choose(tree_oof, linear_oof, y, weights, additive_oof)
+    mix = (1 - w - a) * tree_oof + w * linear_oof[c]
+    if a > 0 and additive_oof is not None:
+        mix = mix + a * additive_oof
+    calibrator = fit_calibrator(mix, y, "auto", seed=seed)
     tree = fit_tree(frame, y, seed)
     linear = prepared.model(prepared.path(None, y, [c])[c]) if w > 0 else None
+    additive = fit_additive(frame, y, seed) if fit_additive is not None and a > 0 else None
     info = {
         "blend_weight_linear": w,
         "blend_linear_c": c,
@@ -226,4 +253,7 @@ def fit_blend(
         "blend_oof_roc_auc_linear": round(float(roc_auc_score(y, linear_oof[c])), 5),
         "blend_calibration": calibrator.method,
     }
-    return BlendModel(tree, linear, w, calibrator, info, tree_scale)
+    if additive_oof is not None:
+        info["blend_weight_additive"] = a
+        info["blend_oof_roc_auc_additive"] = round(float(roc_auc_score(y, additive_oof)), 5)
+    return BlendModel(tree, linear, w, calibrator, info, tree_scale, additive, a)

@@ -18,7 +18,7 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from configs.schema import Settings
-from models import blend, encoding, lgbm, metrics
+from models import additive, blend, encoding, lgbm, metrics
 
 
 def split_inner(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +181,7 @@ def fit_eval(
     info.update({k: v for k, v in tuned.params.items() if k != "num_threads"})
     info["trees"] = tuned.rounds
     if snap.blend:
+        small = snap.additive and len(y_tr) <= snap.additive_max_rows
         model = blend.fit_blend(
             x_tr,
             y_tr,
@@ -189,6 +190,13 @@ def fit_eval(
             folds=snap.blend_folds,
             cs=snap.linear_c,
             seed=seed,
+            fit_additive=(
+                lambda xf, yf, s: additive.fit_additive(
+                    xf, yf, cols, seed=s, bags=snap.additive_bags
+                )
+            )
+            if small
+            else None,
         )
         info.update(model.info)
         tree_p = model.tree.predict(x_te)

@@ -146,6 +146,11 @@ def test_snapshot_run_records_the_blend_in_mlflow(tmp_path, fast_settings):
     assert folds == fast_settings.models.snapshot.folds * fast_settings.models.snapshot.repeats
     weights = [float(w) for w in run.data.params["blend_weight_linear"].split(",")]
     assert len(weights) in (1, folds) and all(0 <= w <= 1 for w in weights)
+    # A table this small gets the additive member too, and its weight is recorded with the rest.
+    additive = [float(w) for w in run.data.params["blend_weight_additive"].split(",")]
+    assert len(additive) in (1, folds) and all(
+        0 <= a + w <= 1 for a, w in zip(additive, weights, strict=False)
+    )
     history = client.get_metric_history(result.run_id, "fold_blend_weight_linear")
     assert sorted(m.step for m in history) == list(range(folds))
     assert set(result.metrics) >= {"roc_auc", "roc_auc_sd", "tree_roc_auc", "empc", "n_rows"}

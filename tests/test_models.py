@@ -302,8 +302,11 @@ def test_snapshot_mode_reads_hostile_csv(tmp_path: Path, make_settings):
         rows.append(f"{i},{amount},{'True' if i % 3 else 'False'},,{label}")
     path = tmp_path / "hostile.csv"
     path.write_text("\n".join(rows) + "\n")
-    result = run_snapshot(make_settings(), path, "target", "Yes", id_col="id", track=False)
+    # Default models (the additive member too) on hostile values; one repeat keeps it quick.
+    settings = make_settings(models={"snapshot": {"repeats": 1}})
+    result = run_snapshot(settings, path, "target", "Yes", id_col="id", track=False)
     assert 0 <= result.metrics["roc_auc"] <= 1 and result.metrics["n_rows"] == 400
+    assert "blend_weight_additive" in result.params
 
 
 def test_path_attribution_adds_up_to_the_log_odds_and_agrees_with_treeshap(toy_model):
