@@ -407,18 +407,37 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also time snapshot mode on an operator-shaped table of this many rows × 60",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value for this run only, e.g. models.snapshot.additive_bags=8 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    # Only --set reaches the settings: the shell's CHURN_* variables must not change a benchmark.
+    environ = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        environ["CHURN_" + key.strip().replace(".", "__").upper()] = value
     logging.basicConfig(level=logging.WARNING)
     from pipelines.store.config import load_settings
+    from pipelines.store.errors import ConfigError
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out: dict = {
         "started": datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "trials": args.trials,
+        "set": args.set,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(home=Path(tmp), environ={})
+        try:
+            settings = load_settings(home=Path(tmp), environ=environ)
+        except ConfigError as exc:
+            parser.exit(2, f"bench_models: {exc}\n")
         if not args.skip_quality:
             out["quality"] = quality(settings, args.trials, args.repeats, args.only)
         if args.snapshot_rows:

@@ -146,7 +146,9 @@ class SnapshotConfig(Section):
     # fixed test file lost 0.0085, so the default stops short of tables that size.
     additive: bool = True
     additive_max_rows: int = Field(2000, ge=0)
-    additive_bags: int = Field(8, ge=1, le=64)
+    # The EBM's own default (interpret 0.7.8): on German the member alone gives 0.7917 with
+    # 14 bags against 0.7892 with 8 (same 15 folds), at 1.6× the time.
+    additive_bags: int = Field(14, ge=1, le=64)
     # Repeated stratified CV: `repeats` × `folds`, reported as mean and sd over all folds.
     folds: int = Field(5, ge=2, le=10)
     repeats: int = Field(3, ge=1, le=10)

@@ -110,6 +110,8 @@ def _newton(g, h):
 def _sort_levels(G, H, C, nominal, axis, cat_smooth):
     """Orders a text axis's levels by mean gradient, per bag (as LightGBM splits categories);
     other bags keep their order. Returns the sorted histograms and the inverse order."""
+    if not nominal.any():
+        return [G, H, C], None
     n = G.shape[axis]
     other = tuple(a for a in range(1, G.ndim) if a != axis)
     ratio = G.sum(other) / (H.sum(other) + cat_smooth) if other else G / (H + cat_smooth)
@@ -135,7 +137,9 @@ def _split_1d(G, H, C, min_leaf, rng, random_cut, nominal, cat_smooth=10.0):
     left = _newton(gl[rows, cut], hl[rows, cut])
     right = _newton(gt[:, 0] - gl[rows, cut], ht[:, 0] - hl[rows, cut])
     step = np.where(np.arange(G.shape[1])[None, :] <= cut[:, None], left[:, None], right[:, None])
-    step = np.where(ok[:, None], np.take_along_axis(step, back, 1), 0.0)
+    if back is not None:
+        step = np.take_along_axis(step, back, 1)
+    step = np.where(ok[:, None], step, 0.0)
     improvement = np.where(ok, gain[rows, cut] - _leaf_gain(gt[:, 0], ht[:, 0]), 0.0)
     return step, improvement
 
@@ -202,7 +206,11 @@ def _split_2d(G, H, C, min_leaf, nominal, cat_smooth=10.0):
             best_step = np.where(better[:, None, None], step, best_step)
             best_gain = np.where(better, top, best_gain)
     ok = best_gain >= 0
-    step = np.take_along_axis(np.take_along_axis(best_step, back1, 2), back0, 1)
+    step = best_step
+    if back1 is not None:
+        step = np.take_along_axis(step, back1, 2)
+    if back0 is not None:
+        step = np.take_along_axis(step, back0, 1)
     parent = _leaf_gain(G.sum((1, 2)), H.sum((1, 2)))
     return np.where(ok[:, None, None], step, 0.0), np.where(ok, best_gain - parent, 0.0)
 
@@ -370,7 +378,7 @@ def fit_additive(
     y: np.ndarray,
     columns: Sequence[str],
     seed: int = 0,
-    bags: int = 8,
+    bags: int = 14,
     learning_rate: float = 0.03,
     max_rounds: int = 3000,
     patience: int = 10,

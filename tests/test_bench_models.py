@@ -33,3 +33,17 @@ def test_oracle_of_drawn_intents_bounds_the_model_and_the_hazard():
     assert out["share_of_oracle"] == pytest.approx(
         from_chance(out["model_auc"], out["oracle_auc"]), abs=1e-3
     )
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("models.snapshot.nope=3", "models.snapshot.nope: unknown key"), ("nope", "KEY=VALUE")],
+)
+def test_a_bad_set_is_one_clear_line_and_runs_nothing(item, message, capsys):
+    from benchmarks.bench_models import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--set", item, "--skip-speed", "--skip-oracle"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)

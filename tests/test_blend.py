@@ -38,7 +38,12 @@ def fast_settings(make_settings):
         models={
             "num_boost_round": 300,
             "early_stopping_rounds": 20,
-            "snapshot": {"blend_folds": 3, "linear_c": [0.1, 1.0], "repeats": 1},
+            "snapshot": {
+                "blend_folds": 3,
+                "linear_c": [0.1, 1.0],
+                "repeats": 1,
+                "additive_bags": 4,
+            },
         }
     )
 
