@@ -125,6 +125,8 @@ def _sort_levels(G, H, C, nominal, axis, cat_smooth):
 
 def _split_1d(G, H, C, min_leaf, rng, random_cut, nominal, cat_smooth=10.0):
     """One cut per bag (the best, or while smoothing a random valid one): (step values, gain)."""
+    if G.shape[1] < 2:  # nothing to cut (a column with one value or none in these rows)
+        return np.zeros(G.shape), np.zeros(len(G))
     (G, H, C), back = _sort_levels(G, H, C, nominal, 1, cat_smooth)
     gl, hl, cl = (np.cumsum(a, axis=1)[:, :-1] for a in (G, H, C))
     gt, ht, ct = G.sum(1, keepdims=True), H.sum(1, keepdims=True), C.sum(1, keepdims=True)

@@ -106,3 +106,20 @@ def test_snapshot_adds_the_member_only_to_small_training_parts(make_settings, ro
     if expect:
         assert 0.5 < info["blend_oof_roc_auc_additive"] <= 1.0
     assert scores["roc_auc"] > 0.8
+
+
+def test_columns_without_information_fit_and_predict_the_base_rate():
+    # A fold's training part can hold a text column that is all missing, or one value only.
+    rng = np.random.default_rng(7)
+    n = 300
+    frame = pl.DataFrame(
+        {
+            "t": pl.Series([None] * n, dtype=pl.Utf8),
+            "c": ["x"] * n,
+            "k": np.ones(n),
+        }
+    )
+    y = (rng.random(n) < 0.3).astype(float)
+    for columns in (["t"], frame.columns):
+        p = fit_additive(frame, y, columns, seed=0, bags=3).predict(frame[:5])
+        assert np.allclose(p, y.mean(), atol=0.02)
