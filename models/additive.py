@@ -1,12 +1,14 @@
-"""An explainable boosting member for small tables: bagged cyclic boosting of binned features, then pairs.
+"""An explainable boosting member for small tables: bagged boosting of binned features, then pairs.
 
-A GA²M grown as InterpretML's explainable boosting machine grows one (Lou, Caruana, Gehrke and
-Hooker 2013, "Accurate intelligible models with pairwise interactions"): each round visits
-every feature in turn and adds a one-split step function of that feature at a small learning
-rate; each bag holds out its own stratified part for early stopping; pairs are screened on
-the main effects' residuals by their best four-cell split (FAST) and boosted the same way.
-The bags' term tables are averaged. All bags run side by side as one array axis, so a
-1,000-row table fits in seconds without native code of our own.
+A GA²M grown as InterpretML's explainable boosting machine (EBM) grows one (Lou, Caruana,
+Gehrke and Hooker 2013, "Accurate intelligible models with pairwise interactions"; the round
+structure of interpret 0.7.8's `_boost.py`): a few rounds of random one-split steps smooth each
+feature's shape, then each round measures every term's gain once and spends ten steps per term
+on whichever term gains most, each a one-split step function at a small learning rate. Each
+bag holds out its own stratified part for early stopping. Pairs are screened on the main
+effects' residuals by their best four-cell split (FAST) and boosted the same way. The bags'
+term tables are averaged. All bags run side by side as one array axis: a 1,000-row table fits
+in a few seconds without native code of our own.
 """
 
 from __future__ import annotations
