@@ -98,7 +98,11 @@ class AdditiveModel:
         return out
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(frame)))
+        return _sigmoid(self.logit(frame))
+
+
+def _sigmoid(f: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-f))
 
 
 def _leaf_gain(g: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -220,7 +224,7 @@ def _split_2d(G, H, C, min_leaf, nominal, cat_smooth=10.0):
 
 
 def _logloss(y, f, mask):
-    p = np.clip(1.0 / (1.0 + np.exp(-f)), 1e-12, 1 - 1e-12)
+    p = np.clip(_sigmoid(f), 1e-12, 1 - 1e-12)
     loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     return (loss * mask).sum(1) / np.maximum(mask.sum(1), 1)
 
@@ -258,7 +262,7 @@ def _boost(terms: Terms, y, train, f, cfg: Boosting, rng):
     `greedy_ratio` × terms greedy steps that each improve the term with the largest (last
     measured) gain. Each bag stops when its held-out loss has not improved for `patience`
     rounds' worth of steps, and keeps its tables from its best step."""
-    nb, n = f.shape
+    nb = f.shape[0]
     nterms = terms.codes.shape[0]
     valid, tr = ~train, train.astype(float)
     bag_rows = np.arange(nb)
@@ -289,7 +293,7 @@ def _boost(terms: Terms, y, train, f, cfg: Boosting, rng):
     def split(chosen, random_cut=False):
         code = terms.codes[chosen]  # (B, n)
         idx = (bag_rows[:, None] * terms.size + code).ravel()
-        p = 1.0 / (1.0 + np.exp(-f))
+        p = _sigmoid(f)
         shape = (nb, *terms.shape)
         G = np.bincount(idx, ((p - y) * tr).ravel(), nb * terms.size).reshape(shape)
         H = np.bincount(idx, (p * (1 - p) * tr).ravel(), nb * terms.size).reshape(shape)
@@ -339,7 +343,7 @@ def _boost(terms: Terms, y, train, f, cfg: Boosting, rng):
 
 def _fast_pairs(pc, psizes, y, f, train, limit):
     """The `limit` pairs whose best four-cell split of the residuals gains most (FAST)."""
-    p = 1.0 / (1.0 + np.exp(-f))
+    p = _sigmoid(f)
     tr = train.astype(float)
     g, h = ((p - y) * tr).sum(0), (p * (1 - p) * tr).sum(0)  # summed over bags
     nfeat = pc.shape[1]
@@ -370,11 +374,12 @@ def _fast_pairs(pc, psizes, y, f, train, limit):
 def _pad_codes(
     codes: np.ndarray, shapes: list[tuple[int, ...]]
 ) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Flat cell codes of every term within one padded shape (the largest along each axis)."""
+    """Flat cell codes (terms × rows) of every term within one padded shape (the largest along
+    each axis); `codes` is terms × rows for single features, terms × rows × 2 for pairs."""
     shape = tuple(int(max(s[a] for s in shapes)) for a in range(len(shapes[0])))
     if len(shape) == 1:
-        return codes.T.copy(), shape
-    return codes[:, :, 0].T * shape[1] + codes[:, :, 1].T, shape
+        return np.ascontiguousarray(codes), shape
+    return codes[:, :, 0] * shape[1] + codes[:, :, 1], shape
 
 
 def fit_additive(
@@ -411,7 +416,7 @@ def fit_additive(
     intercepts = np.log(rate / (1 - rate))
     f = np.repeat(intercepts[:, None], len(y), axis=1)
     text = np.array([c in binner.levels for c in columns])
-    main_codes, main_shape = _pad_codes(codes, [(int(s),) for s in sizes])
+    main_codes, main_shape = _pad_codes(codes.T, [(int(s),) for s in sizes])
     stage = Boosting(learning_rate, max_rounds, patience, min_leaf, smoothing, greedy_ratio)
     mains, main_steps = _boost(
         Terms(main_codes, main_shape, text[:, None]), y, train, f, stage, rng
@@ -429,7 +434,7 @@ def fit_additive(
         if chosen:
             pair_codes = np.stack([pc[:, [i, j]] for i, j in chosen])  # pairs × rows × 2
             shapes = [(int(psizes[i]), int(psizes[j])) for i, j in chosen]
-            flat, shape = _pad_codes(pair_codes.transpose(1, 0, 2), shapes)
+            flat, shape = _pad_codes(pair_codes, shapes)
             nominal = np.array([[text[i], text[j]] for i, j in chosen])
             pair_stage = Boosting(learning_rate, max_rounds, patience, min_leaf, 0, greedy_ratio)
             tables, pair_steps = _boost(Terms(flat, shape, nominal), y, train, f, pair_stage, rng)

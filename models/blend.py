@@ -169,6 +169,21 @@ class BlendModel:
         return np.clip(self.calibrator(p), 0.0, 1.0)
 
 
+def mix(
+    tree: np.ndarray,
+    linear: np.ndarray,
+    w: float,
+    additive: np.ndarray | None = None,
+    a: float = 0.0,
+) -> np.ndarray:
+    """The blend's scores before calibration: weights `w` (linear) and `a` (additive), the
+    tree the rest."""
+    out = (1 - w - a) * tree + w * linear
+    if a > 0 and additive is not None:
+        out = out + a * additive
+    return out
+
+
 def choose(
     tree_oof: np.ndarray,
     linear_oof: dict[float, np.ndarray],
@@ -188,10 +203,7 @@ def choose(
             for w in sorted(weights):
                 if w + a > 1 + 1e-9:
                     continue
-                mix = (1 - w - a) * tree_oof + w * lin
-                if a > 0:
-                    mix = mix + a * additive_oof
-                auc = float(roc_auc_score(y, mix))
+                auc = float(roc_auc_score(y, mix(tree_oof, lin, w, additive_oof, a)))
                 simpler = (a, w) < (best[2], best[1])
                 if auc > best[3] + 1e-6 or (simpler and auc > best[3] - 1e-9):
                     best = (c, w, a, auc)
@@ -228,20 +240,18 @@ def fit_blend(
     prepared = LinearDesign.fit(frame, columns, knots)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (tr, va) in enumerate(skf.split(np.zeros(len(y)), y)):
-        tree_oof[va] = fit_tree(frame[tr], y[tr], seed + 101 * (k + 1)).predict(frame[va])
+        fold_seed = seed + 101 * (k + 1)
+        tree_oof[va] = fit_tree(frame[tr], y[tr], fold_seed).predict(frame[va])
         for c, lr in prepared.path(tr, y[tr], cs).items():
             linear_oof[c][va] = prepared.predict(lr, va)
         if fit_additive is not None and additive_oof is not None:
-            additive_oof[va] = fit_additive(frame[tr], y[tr], seed + 101 * (k + 1)).predict(
-                frame[va]
-            )
+            additive_oof[va] = fit_additive(frame[tr], y[tr], fold_seed).predict(frame[va])
     tree_scale = fit_calibrator(tree_oof, y, "platt", seed=seed)
     tree_oof = tree_scale(tree_oof)
     c, w, a, auc = choose(tree_oof, linear_oof, y, weights, additive_oof)
-    mix = (1 - w - a) * tree_oof + w * linear_oof[c]
-    if a > 0 and additive_oof is not None:
-        mix = mix + a * additive_oof
-    calibrator = fit_calibrator(mix, y, "auto", seed=seed)
+    calibrator = fit_calibrator(
+        mix(tree_oof, linear_oof[c], w, additive_oof, a), y, "auto", seed=seed
+    )
     tree = fit_tree(frame, y, seed)
     linear = prepared.model(prepared.path(None, y, [c])[c]) if w > 0 else None
     additive = fit_additive(frame, y, seed) if fit_additive is not None and a > 0 else None

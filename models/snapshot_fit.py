@@ -152,6 +152,12 @@ def choose_encoding(x, y, cols, settings: Settings, seed: int, threads: int) -> 
     return [best, *wide]
 
 
+def uses_additive(settings: Settings, train_rows: int) -> bool:
+    """Whether a fold with this many training rows blends in the additive member."""
+    snap = settings.models.snapshot
+    return snap.blend and snap.additive and train_rows <= snap.additive_max_rows
+
+
 def fit_eval(
     x_tr,
     y_tr,
@@ -181,7 +187,7 @@ def fit_eval(
     info.update({k: v for k, v in tuned.params.items() if k != "num_threads"})
     info["trees"] = tuned.rounds
     if snap.blend:
-        small = snap.additive and len(y_tr) <= snap.additive_max_rows
+        small = uses_additive(settings, len(y_tr))
         model = blend.fit_blend(
             x_tr,
             y_tr,

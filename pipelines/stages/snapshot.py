@@ -167,8 +167,7 @@ def workers_for(settings: Settings, rows: int, jobs: int) -> int:
     than it saves), else one per core. Small tables that get the additive member are not cheap:
     its six fits per fold cost about 30 CPU s on German credit's 800 training rows."""
     snap = settings.models.snapshot
-    train_rows = rows * (snap.folds - 1) // snap.folds
-    member = snap.blend and snap.additive and train_rows <= snap.additive_max_rows
+    member = snapshot_fit.uses_additive(settings, rows * (snap.folds - 1) // snap.folds)
     if rows < snap.parallel_min_rows and not member:
         return 1
     wanted = snap.workers or os.cpu_count() or 1
